@@ -1,0 +1,33 @@
+"""torchmem: neural memory architectures in PyTorch behind one ``nn.LSTM``-like interface.
+
+>>> import torch, torchmem
+>>> model = torchmem.DNC(input_size=9, output_size=8)
+>>> y, state = model(torch.zeros(2, 5, 9))
+>>> y.shape, state.memory.shape
+(torch.Size([2, 5, 8]), torch.Size([2, 32, 16]))
+"""
+
+from .models.dnc import DNC, DNCConfig, DNCState
+from .models.lstm import LSTM, LSTMConfig
+from .models.ntm import NTM, NTMConfig, NTMState
+from .registry import MODELS, make_model, model_options
+from .state import detach_state, map_state, state_to
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DNC",
+    "DNCConfig",
+    "DNCState",
+    "LSTM",
+    "LSTMConfig",
+    "MODELS",
+    "NTM",
+    "NTMConfig",
+    "NTMState",
+    "detach_state",
+    "make_model",
+    "map_state",
+    "model_options",
+    "state_to",
+]

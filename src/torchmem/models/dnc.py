@@ -1,0 +1,104 @@
+"""Differentiable Neural Computer (Graves et al. 2016), wired: controller + access + read-out.
+
+Legend: B batch, T time, N slots, W slot width, R read heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import check_sequence_input
+from ..config import build_config
+from ..memories.dnc_memory import DNCMemory, DNCMemoryState
+from ._unroll import unroll
+from .controller import make_controller
+
+
+@dataclass
+class DNCConfig:
+    """DNC options. The three Csordas & Schmidhuber (2019) improvements are off by default."""
+
+    input_size: int = 9
+    output_size: int = 8
+    hidden_size: int = 64
+    memory_slots: int = 32  # N
+    memory_width: int = 16  # W
+    read_heads: int = 1  # R
+    controller: str = "lstm"  # or "feedforward"
+    clip: float = 20.0  # clip the controller output (interface pre-activations)
+    masking: bool = False  # masked content addressing
+    deallocation: bool = False  # wipe freed slots
+    link_sharpness: bool = False  # sharpen forward/backward link distributions
+
+
+class DNCState(NamedTuple):
+    """DNC state after step t; the weights are those used at step t."""
+
+    controller: Any  # LSTMState or FeedForwardState, (B, H) tensors
+    memory: Tensor  # (B, N, W)  M_t
+    usage: Tensor  # (B, N)  u_t
+    link: Tensor  # (B, N, N)  L_t
+    precedence: Tensor  # (B, N)  p_t
+    write_weights: Tensor  # (B, N)  w^w_t
+    read_weights: Tensor  # (B, R, N)  w^r_t
+    read_vectors: Tensor  # (B, R, W)  r_t
+
+
+class DNC(nn.Module):
+    """``y, state = dnc(x, state=None)``, x (B, T, input_size) -> y (B, T, output_size) logits."""
+
+    config_class = DNCConfig
+
+    def __init__(self, input_size: int, output_size: int, **options):
+        super().__init__()
+        self.config = c = build_config(
+            DNCConfig, {"input_size": input_size, "output_size": output_size, **options}, "dnc"
+        )
+        for name in ("hidden_size", "memory_slots", "memory_width", "read_heads"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"dnc option {name} must be >= 1, got {getattr(c, name)}")
+        reads = c.read_heads * c.memory_width
+        self.controller = make_controller(c.controller, c.input_size + reads, c.hidden_size)
+        self.memory = DNCMemory(
+            c.hidden_size, c.memory_slots, c.memory_width, c.read_heads,
+            c.masking, c.deallocation, c.link_sharpness,
+        )  # fmt: skip
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: DNCConfig) -> DNC:
+        return cls(**dataclasses.asdict(config))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> DNCState:
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        mem = self.memory.initial_state(batch_size, device, dtype)
+        return DNCState(self.controller.initial_state(batch_size, device, dtype), *mem)
+
+    def _step(self, x_t: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
+        reads = state.read_vectors.flatten(1)
+        hidden, controller = self.controller.step(torch.cat([x_t, reads], dim=-1), state.controller)
+        clip = self.config.clip
+        mem = self.memory.step(hidden.clamp(-clip, clip), DNCMemoryState(*state[1:]))
+        return torch.cat([hidden, mem.read_vectors.flatten(1)], dim=-1), DNCState(controller, *mem)
+
+    def _run(self, x: Tensor, state: DNCState | None, fields=()):
+        check_sequence_input(x, self.config.input_size, "DNC")
+        if state is None:
+            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+        features, state, trace = unroll(self._step, x, state, fields)
+        return self.output(features), state, trace
+
+    def forward(self, x: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
+        y, state, _ = self._run(x, state)
+        return y, state
+
+    def trace(self, x: Tensor, state: DNCState | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like ``forward`` but also returns weights and usage over time (time at dim 1)."""
+        y, _, trace = self._run(x, state, ("read_weights", "write_weights", "usage"))
+        return y, trace

@@ -1,0 +1,53 @@
+"""Names -> (model class, config dataclass), used by the trainer, the CLI and the benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from .config import config_fields
+from .models.dnc import DNC, DNCConfig
+from .models.lstm import LSTM, LSTMConfig
+from .models.ntm import NTM, NTMConfig
+
+
+class ModelSpec(NamedTuple):
+    model_class: type[nn.Module]
+    config_class: type
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "ntm": ModelSpec(NTM, NTMConfig, "Neural Turing Machine (Graves et al. 2014)"),
+    "dnc": ModelSpec(DNC, DNCConfig, "Differentiable Neural Computer (Graves et al. 2016)"),
+    "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
+}
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def make_model(name: str, input_size: int, output_size: int, **options: Any) -> nn.Module:
+    """Build a registered model; unknown names or options raise with the valid list."""
+    spec = get_model_spec(name)
+    return spec.model_class(input_size=input_size, output_size=output_size, **options)
+
+
+def model_from_config(name: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from the config dict saved in a checkpoint."""
+    spec = get_model_spec(name)
+    return spec.model_class(**config)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """``{option: default}`` of a registered model (what ``--set key=value`` accepts)."""
+    return config_fields(get_model_spec(name).config_class)
+
+
+def model_config_dict(model: nn.Module) -> dict[str, Any]:
+    return dataclasses.asdict(model.config)
