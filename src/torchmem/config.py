@@ -32,7 +32,7 @@ def _coerce(value: Any, field: dataclasses.Field, owner: str) -> Any:
             return kind(value)
     except ValueError:
         raise ValueError(
-            f"{owner} option {field.name!r} expects a {kind.__name__}, got {value!r}"
+            f"{owner} option {field.name!r} expects {kind.__name__}, got {value!r}"
         ) from None
     return value
 
