@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against public implementations (``pip install torchmem[bench]``)."""

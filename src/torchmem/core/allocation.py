@@ -20,7 +20,8 @@ def retention(free_gates: Tensor, prev_read_weights: Tensor) -> Tensor:
 
     free_gates f (B, R) in [0, 1]; prev_read_weights (B, R, N) -> psi (B, N).
     """
-    return torch.prod(1 - free_gates.unsqueeze(-1) * prev_read_weights, dim=1)
+    kept = 1 - free_gates.unsqueeze(-1) * prev_read_weights
+    return kept[:, 0] if kept.shape[1] == 1 else torch.prod(kept, dim=1)
 
 
 def update_usage(prev_usage: Tensor, prev_write_weights: Tensor, retention: Tensor) -> Tensor:

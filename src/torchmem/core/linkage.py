@@ -27,9 +27,9 @@ def update_link(prev_link: Tensor, write_weights: Tensor, prev_precedence: Tenso
     w_row = write_weights.unsqueeze(-1)  # w[i]
     w_col = write_weights.unsqueeze(-2)  # w[j]
     link = (1 - w_row - w_col) * prev_link + w_row * prev_precedence.unsqueeze(-2)
-    size = link.shape[-1]
-    off_diagonal = 1 - torch.eye(size, device=link.device, dtype=link.dtype)
-    return link * off_diagonal
+    # In place on a fresh tensor (autograd-safe: the add that made it keeps no output).
+    link.diagonal(dim1=-2, dim2=-1).zero_()
+    return link
 
 
 def directional_weights(link: Tensor, prev_read_weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -58,6 +58,5 @@ def read_mode_mix(backward: Tensor, content: Tensor, forward: Tensor, modes: Ten
 
     backward, content, forward (B, R, N); modes pi (B, R, 3), rows summing to 1 -> (B, R, N).
     """
-    return (
-        modes[..., 0:1] * backward + modes[..., 1:2] * content + modes[..., 2:3] * forward
-    )
+    stacked = torch.stack([backward, content, forward], dim=-1)  # (B, R, N, 3)
+    return torch.matmul(stacked, modes.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,192 @@
+"""Training-step benchmark: torchmem's DNC and NTM against pytorch-dnc (PyPI ``dnc==1.1.0``).
+
+Each measurement runs in a fresh subprocess pinned to one thread, so its CPU time and its
+peak resident memory belong to that implementation alone; implementations alternate within
+each round, and the ratios of the per-round medians are what we report.
+
+    python -m torchmem.bench.dnc_bench --sizes 32 128 256 1024 --out bench.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+# The configuration of the issue: LSTM controller 64, W=16, R=1, batch 16, copy episodes of
+# length 20 (41 time steps with the delimiter and the recall phase).
+HIDDEN, WIDTH, READS, BATCH, LENGTH = 64, 16, 1, 16, 20
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _make_step(impl: str, slots: int, batch: int):
+    """A closure doing one full training step (forward, loss, backward, Adam update)."""
+    from torchmem.tasks import make_task
+
+    task = make_task("copy", min_length=LENGTH, max_length=LENGTH)
+    data = task.sample(batch, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    if impl == "torchmem-dnc":
+        from torchmem import DNC
+
+        model = DNC(task.input_size, task.output_size, hidden_size=HIDDEN,
+                    memory_slots=slots, memory_width=WIDTH, read_heads=READS)  # fmt: skip
+        forward = lambda: model(data.inputs)[0]  # noqa: E731
+    elif impl == "pytorch-dnc":
+        import dnc  # the public implementation, installed with torchmem[bench]
+
+        model = dnc.DNC(task.input_size, HIDDEN, rnn_type="lstm", num_hidden_layers=1,
+                        nr_cells=slots, cell_size=WIDTH, read_heads=READS, batch_first=True)  # fmt: skip
+        forward = lambda: model(data.inputs, (None, None, None), reset_experience=True)[0][  # noqa: E731
+            ..., : task.output_size
+        ]
+    elif impl == "torchmem-ntm":
+        from torchmem import NTM
+
+        # The NTM paper's copy configuration: LSTM controller 100, N=128, M=20, 1+1 heads.
+        model = NTM(task.input_size, task.output_size, hidden_size=100, memory_slots=slots,
+                    memory_width=20, read_heads=1, write_heads=1)  # fmt: skip
+        forward = lambda: model(data.inputs)[0]  # noqa: E731
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = task.loss(forward(), data)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    return step
+
+
+def worker(impl: str, slots: int, batch: int, steps: int) -> dict:
+    torch.set_num_threads(1)
+    step = _make_step(impl, slots, batch)
+    baseline = _rss_bytes()
+    step()  # warm-up: allocator pools, lazy init (and the C++ link kernel's first load)
+    times = []
+    for _ in range(steps):
+        start = time.process_time()
+        step()
+        times.append(time.process_time() - start)
+    return {
+        "impl": impl,
+        "slots": slots,
+        "batch": batch,
+        "cpu_s_per_step": statistics.median(times),
+        "peak_mib": (_peak_rss_bytes() - baseline) / 2**20,
+    }
+
+
+def measure(impl: str, slots: int, batch: int, steps: int) -> dict:
+    cmd = [sys.executable, "-m", "torchmem.bench.dnc_bench", "--worker", impl,
+           str(slots), str(batch), str(steps)]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker {impl} N={slots} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(sizes, rounds: int, steps: int, progress=print) -> dict:
+    rows = []
+    for slots in sizes:
+        per = {"torchmem-dnc": [], "pytorch-dnc": []}
+        for r in range(rounds):
+            for impl in per:
+                result = measure(impl, slots, BATCH, steps if slots < 1024 else max(1, steps // 2))
+                per[impl].append(result)
+                progress(f"round {r + 1}/{rounds} N={slots} {impl}: "
+                         f"{result['cpu_s_per_step'] * 1e3:.1f} ms/step, "
+                         f"peak +{result['peak_mib']:.0f} MiB")  # fmt: skip
+        ours = statistics.median(x["cpu_s_per_step"] for x in per["torchmem-dnc"])
+        theirs = statistics.median(x["cpu_s_per_step"] for x in per["pytorch-dnc"])
+        mem_ours = statistics.median(x["peak_mib"] for x in per["torchmem-dnc"])
+        mem_theirs = statistics.median(x["peak_mib"] for x in per["pytorch-dnc"])
+        rows.append({"slots": slots, "torchmem_ms": ours * 1e3, "pytorch_dnc_ms": theirs * 1e3,
+                     "speedup": theirs / ours, "torchmem_peak_mib": mem_ours,
+                     "pytorch_dnc_peak_mib": mem_theirs,
+                     "memory_ratio": mem_theirs / max(mem_ours, 1e-9)})  # fmt: skip
+    ntm = [measure("torchmem-ntm", 128, b, steps) for b in (1, 16)]
+    return {"dnc": rows, "ntm": ntm, "torch": torch.__version__, "threads": 1,
+            "date": time.strftime("%Y-%m-%d"), "machine": _machine()}  # fmt: skip
+
+
+def _machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"DNC training step (forward + backward + Adam), batch {BATCH}, LSTM controller {HIDDEN}, "
+        f"W={WIDTH}, R={READS}, {2 * LENGTH + 1}-step copy episodes, one thread; "
+        f"{report['date']}, {report['machine']}, torch {report['torch']}.",
+        "",
+        "| N | torchmem ms/step | pytorch-dnc ms/step | speed-up | torchmem peak MiB "
+        "| pytorch-dnc peak MiB | memory ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["dnc"]:
+        lines.append(
+            f"| {r['slots']} | {r['torchmem_ms']:.1f} | {r['pytorch_dnc_ms']:.1f} "
+            f"| {r['speedup']:.1f}x | {r['torchmem_peak_mib']:.0f} | {r['pytorch_dnc_peak_mib']:.0f} "
+            f"| {r['memory_ratio']:.1f}x |"
+        )
+    lines += ["", "NTM (LSTM controller 100, N=128, M=20, 1 read + 1 write head), CPU time per "
+              "training step on 41-step copy episodes:", ""]  # fmt: skip
+    for r in report["ntm"]:
+        lines.append(f"- batch {r['batch']}: {r['cpu_s_per_step'] * 1e3:.1f} ms")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="torchmem bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 256, 1024])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
+    parser.add_argument("--out", type=Path, default=None, help="write markdown (+ .json) here")
+    parser.add_argument("--worker", nargs=4, metavar=("IMPL", "N", "B", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        impl, slots, batch, steps = args.worker
+        print(json.dumps(worker(impl, int(slots), int(batch), int(steps))))
+        return 0
+    try:
+        import dnc  # noqa: F401
+    except ImportError:
+        print("torchmem bench: error: pytorch-dnc is not installed; pip install 'torchmem[bench]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    report = run(args.sizes, args.rounds, args.steps, progress=lambda m: print(m, file=sys.stderr))
+    text = format_report(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
