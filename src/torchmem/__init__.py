@@ -4,7 +4,7 @@
 >>> model = torchmem.DNC(input_size=9, output_size=8)
 >>> y, state = model(torch.zeros(2, 5, 9))
 >>> y.shape, state.memory.shape
-(torch.Size([2, 5, 8]), torch.Size([2, 32, 16]))
+(torch.Size([2, 5, 8]), torch.Size([2, 64, 16]))
 """
 
 from .models.dnc import DNC, DNCConfig, DNCState

@@ -26,7 +26,7 @@ class DNCConfig:
     input_size: int = 9
     output_size: int = 8
     hidden_size: int = 64
-    memory_slots: int = 32  # N
+    memory_slots: int = 64  # N (>= 41 so copies of length 40 fit)
     memory_width: int = 16  # W
     read_heads: int = 1  # R
     controller: str = "lstm"  # or "feedforward"

@@ -1,0 +1,5 @@
+"""``python -m torchmem ...`` is the ``torchmem`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
