@@ -191,3 +191,25 @@ def test_registry_and_options():
 def test_public_names():
     for name in ("NTM", "DNC", "LSTM", "detach_state"):
         assert hasattr(torchmem, name)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp", "auto"])
+def test_dnc_link_backends_match_the_reference(backend):
+    from torchmem.core.fused_link import cpp_available
+
+    if backend == "cpp" and not cpp_available():
+        pytest.skip("no C++ compiler for the fused link kernel")
+    x = inputs(t=6)
+    results = []
+    for name in ("reference", backend):
+        torch.manual_seed(0)
+        model = DNC(input_size=4, output_size=3, **SMALL["dnc"], link_backend=name).double()
+        y, state = model(x)
+        (y.square().sum() + state.link.sum()).backward()
+        results.append((y, state.link, [p.grad for p in model.parameters()]))
+    (y0, l0, g0), (y1, l1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(l0, l1, atol=1e-12)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-10)
+    with pytest.raises(ValueError, match="valid: auto, cpp, torch, reference"):
+        DNC(input_size=4, output_size=3, link_backend="fast")

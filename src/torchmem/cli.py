@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", help=f"task to train on ({tasks}; default copy)")
     _add_set(train)
     train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-TASK-sSEED)")
-    train.add_argument("--steps", type=int, help="total optimiser steps (default 2000)")
+    train.add_argument("--steps", type=int, help="total optimiser steps (default 5000)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--batch-size", type=int, help="sequences per step (default 16)")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")

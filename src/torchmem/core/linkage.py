@@ -22,7 +22,7 @@ def update_link(prev_link: Tensor, write_weights: Tensor, prev_precedence: Tenso
     """L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j], L_t[i, i] = 0.
 
     prev_link (B, N, N); write_weights, prev_precedence (B, N) -> (B, N, N). Reference version:
-    one equation, several N x N temporaries. ``torchmem.core.fused`` has the fast one.
+    one equation, several N x N temporaries. ``torchmem.core.fused_link`` has the fast one.
     """
     w_row = write_weights.unsqueeze(-1)  # w[i]
     w_col = write_weights.unsqueeze(-2)  # w[j]

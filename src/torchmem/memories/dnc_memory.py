@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..core import allocation as alloc
 from ..core import linkage
+from ..core.fused_link import link_step
 from ..core.addressing import content_weights, erase_and_add, oneplus, read_memory
 
 
@@ -48,10 +49,12 @@ class DNCMemory(nn.Module):
         masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
+        link_backend: str = "auto",
     ):
         super().__init__()
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
         self.masking, self.deallocation, self.link_sharpness = masking, deallocation, link_sharpness
+        self.link_backend = link_backend
         r, w = read_heads, memory_width
         self.sizes = {
             "read_keys": r * w,
@@ -120,9 +123,11 @@ class DNCMemory(nn.Module):
         )
         memory = erase_and_add(memory, write_w.unsqueeze(1), p["erase"], p["write_vector"])
 
-        link = linkage.update_link(state.link, write_w, state.precedence)
+        # L_t, f_t = L_t w^r_{t-1}, b_t = L_t^T w^r_{t-1} in one fused pass over the N x N link.
+        link, forward, backward = link_step(
+            state.link, write_w, state.precedence, state.read_weights, backend=self.link_backend
+        )
         precedence = linkage.update_precedence(state.precedence, write_w)
-        forward, backward = linkage.directional_weights(link, state.read_weights)
         if self.link_sharpness:
             forward = linkage.sharpen_distribution(forward, p["forward_sharpness"])
             backward = linkage.sharpen_distribution(backward, p["backward_sharpness"])

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .._validation import check_sequence_input
 from ..config import build_config
+from ..core.fused_link import BACKENDS
 from ..memories.dnc_memory import DNCMemory, DNCMemoryState
 from ._unroll import unroll
 from .controller import make_controller
@@ -34,6 +35,9 @@ class DNCConfig:
     masking: bool = False  # masked content addressing
     deallocation: bool = False  # wipe freed slots
     link_sharpness: bool = False  # sharpen forward/backward link distributions
+    # How the N x N link update runs: "auto" (fused C++ kernel on CPU, else fused torch ops),
+    # "cpp", "torch", or "reference" (plain autograd through core.linkage; slowest).
+    link_backend: str = "auto"
 
 
 class DNCState(NamedTuple):
@@ -62,11 +66,15 @@ class DNC(nn.Module):
         for name in ("hidden_size", "memory_slots", "memory_width", "read_heads"):
             if getattr(c, name) < 1:
                 raise ValueError(f"dnc option {name} must be >= 1, got {getattr(c, name)}")
+        if c.link_backend not in BACKENDS:
+            raise ValueError(
+                f"unknown dnc link_backend {c.link_backend!r}; valid: {', '.join(BACKENDS)}"
+            )
         reads = c.read_heads * c.memory_width
         self.controller = make_controller(c.controller, c.input_size + reads, c.hidden_size)
         self.memory = DNCMemory(
             c.hidden_size, c.memory_slots, c.memory_width, c.read_heads,
-            c.masking, c.deallocation, c.link_sharpness,
+            c.masking, c.deallocation, c.link_sharpness, c.link_backend,
         )  # fmt: skip
         self.output = nn.Linear(c.hidden_size + reads, c.output_size)
 

@@ -80,7 +80,7 @@ class TrainConfig:
 
     model: str = "ntm"
     task: str = "copy"
-    steps: int = 2000
+    steps: int = 5000
     batch_size: int = 16
     lr: float = 1e-3
     optimizer: str = "adam"
