@@ -25,6 +25,15 @@ import torch
 # length 20 (41 time steps with the delimiter and the recall phase).
 HIDDEN, WIDTH, READS, BATCH, LENGTH = 64, 16, 1, 16, 20
 
+# glibc hands blocks above its mmap threshold straight back to the kernel on free, so a model
+# that makes a fresh N x N tensor every time step pays a page fault per 4 KiB, every step.
+# "tuned" raises the threshold (both implementations get the same setting); "default" leaves
+# glibc alone.
+MALLOC = {
+    "default": None,
+    "tuned": "glibc.malloc.trim_threshold=4294967296:glibc.malloc.mmap_threshold=33554432",
+}
+
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -95,23 +104,27 @@ def worker(impl: str, slots: int, batch: int, steps: int) -> dict:
     }
 
 
-def measure(impl: str, slots: int, batch: int, steps: int) -> dict:
+def measure(impl: str, slots: int, batch: int, steps: int, malloc: str = "tuned") -> dict:
     cmd = [sys.executable, "-m", "torchmem.bench.dnc_bench", "--worker", impl,
            str(slots), str(batch), str(steps)]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("GLIBC_TUNABLES", None)
+    if MALLOC[malloc]:
+        env["GLIBC_TUNABLES"] = MALLOC[malloc]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker {impl} N={slots} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes, rounds: int, steps: int, progress=print) -> dict:
+def run(sizes, rounds: int, steps: int, malloc: str = "tuned", progress=print) -> dict:
     rows = []
     for slots in sizes:
         per = {"torchmem-dnc": [], "pytorch-dnc": []}
         for r in range(rounds):
             for impl in per:
-                result = measure(impl, slots, BATCH, steps if slots < 1024 else max(1, steps // 2))
+                timed = steps if slots < 1024 else max(1, steps // 2)
+                result = measure(impl, slots, BATCH, timed, malloc)
                 per[impl].append(result)
                 progress(f"round {r + 1}/{rounds} N={slots} {impl}: "
                          f"{result['cpu_s_per_step'] * 1e3:.1f} ms/step, "
@@ -124,8 +137,8 @@ def run(sizes, rounds: int, steps: int, progress=print) -> dict:
                      "speedup": theirs / ours, "torchmem_peak_mib": mem_ours,
                      "pytorch_dnc_peak_mib": mem_theirs,
                      "memory_ratio": mem_theirs / max(mem_ours, 1e-9)})  # fmt: skip
-    ntm = [measure("torchmem-ntm", 128, b, steps) for b in (1, 16)]
-    return {"dnc": rows, "ntm": ntm, "torch": torch.__version__, "threads": 1,
+    ntm = [measure("torchmem-ntm", 128, b, steps, malloc) for b in (1, 16)]
+    return {"dnc": rows, "ntm": ntm, "torch": torch.__version__, "threads": 1, "malloc": malloc,
             "date": time.strftime("%Y-%m-%d"), "machine": _machine()}  # fmt: skip
 
 
@@ -142,7 +155,8 @@ def format_report(report: dict) -> str:
     lines = [
         f"DNC training step (forward + backward + Adam), batch {BATCH}, LSTM controller {HIDDEN}, "
         f"W={WIDTH}, R={READS}, {2 * LENGTH + 1}-step copy episodes, one thread; "
-        f"{report['date']}, {report['machine']}, torch {report['torch']}.",
+        f"{report['date']}, {report['machine']}, torch {report['torch']}, "
+        f"glibc malloc {report['malloc']} for both.",
         "",
         "| N | torchmem ms/step | pytorch-dnc ms/step | speed-up | torchmem peak MiB "
         "| pytorch-dnc peak MiB | memory ratio |",
@@ -167,6 +181,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
     parser.add_argument("--out", type=Path, default=None, help="write markdown (+ .json) here")
+    parser.add_argument("--malloc", choices=sorted(MALLOC), default="tuned",
+                        help="glibc allocator settings, the same for every implementation")  # fmt: skip
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "N", "B", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -179,7 +195,8 @@ def main(argv=None) -> int:
         print("torchmem bench: error: pytorch-dnc is not installed; pip install 'torchmem[bench]'",
               file=sys.stderr)  # fmt: skip
         return 2
-    report = run(args.sizes, args.rounds, args.steps, progress=lambda m: print(m, file=sys.stderr))
+    report = run(args.sizes, args.rounds, args.steps, args.malloc,
+                 progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
     text = format_report(report)
     print(text)
     if args.out:

@@ -16,16 +16,20 @@ from torch import Tensor
 EPS = 1e-6
 
 
+def _norm(x: Tensor, eps: float) -> Tensor:
+    """sqrt(|x|^2 + eps^2) over the last dim: finite gradient at x = 0, and much cheaper on
+    the CPU than ``Tensor.norm`` (whose backward masks zeros) at these sizes."""
+    return (x * x).sum(dim=-1).add(eps * eps).sqrt()
+
+
 def cosine_similarity(memory: Tensor, keys: Tensor, eps: float = EPS) -> Tensor:
     """K[k, M(i)] = k . M(i) / (|k| |M(i)|).
 
-    memory (B, N, W), keys (B, H, W) -> (B, H, N). ``eps`` keeps an all-zero memory finite
-    (and its gradient free of NaN).
+    memory (B, N, W), keys (B, H, W) -> (B, H, N). Each norm is taken as
+    sqrt(|x|^2 + eps^2), which keeps an all-zero memory (and its gradient) finite.
     """
     dot = torch.matmul(keys, memory.transpose(-1, -2))  # (B, H, N)
-    key_norm = keys.norm(dim=-1, keepdim=True)  # (B, H, 1)
-    mem_norm = memory.norm(dim=-1).unsqueeze(-2)  # (B, 1, N)
-    return dot / (key_norm * mem_norm + eps)
+    return dot / (_norm(keys, eps).unsqueeze(-1) * _norm(memory, eps).unsqueeze(-2))
 
 
 def content_weights(
@@ -44,7 +48,7 @@ def content_weights(
         dot = torch.matmul(masked_keys * mask, memory.transpose(-1, -2))
         mem_norm = torch.matmul(mask * mask, (memory * memory).transpose(-1, -2))
         mem_norm = (mem_norm.clamp_min(0) + EPS * EPS).sqrt()  # finite gradient at 0
-        similarity = dot / (masked_keys.norm(dim=-1, keepdim=True) * mem_norm + EPS)
+        similarity = dot / (_norm(masked_keys, EPS).unsqueeze(-1) * mem_norm)
     else:
         similarity = cosine_similarity(memory, keys)
     return torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
