@@ -1,6 +1,6 @@
 """Slow: the default NTM and DNC learn copy to < 0.1 bits per sequence (run by hand).
 
-    python -m pytest -m slow tests/test_convergence.py     # ~15-30 CPU minutes
+python -m pytest -m slow tests/test_convergence.py     # ~15-30 CPU minutes
 """
 
 import pytest

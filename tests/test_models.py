@@ -13,8 +13,13 @@ SMALL = {
     "ntm-ff": dict(hidden_size=12, memory_slots=8, memory_width=5, controller="feedforward"),
     "dnc": dict(hidden_size=12, memory_slots=7, memory_width=5, read_heads=2),
     "dnc-csordas": dict(
-        hidden_size=12, memory_slots=7, memory_width=5, read_heads=2,
-        masking=True, deallocation=True, link_sharpness=True,
+        hidden_size=12,
+        memory_slots=7,
+        memory_width=5,
+        read_heads=2,
+        masking=True,
+        deallocation=True,
+        link_sharpness=True,
     ),
     "lstm": dict(hidden_size=12, num_layers=2),
 }
@@ -132,7 +137,9 @@ def test_dnc_invariants_over_time(key):
         for w in (state.write_weights, state.read_weights, state.precedence):
             assert (w >= -1e-12).all() and (w.sum(-1) <= 1 + 1e-9).all()
         link = state.link
-        assert torch.equal(torch.diagonal(link, dim1=1, dim2=2), torch.zeros(3, 7, dtype=link.dtype))
+        assert torch.equal(
+            torch.diagonal(link, dim1=1, dim2=2), torch.zeros(3, 7, dtype=link.dtype)
+        )
         assert (link >= -1e-12).all()
         assert (link.sum(-1) <= 1 + 1e-9).all() and (link.sum(-2) <= 1 + 1e-9).all()
     assert trace["usage"].shape == (3, 10, 7) and trace["read_weights"].shape == (3, 10, 2, 7)

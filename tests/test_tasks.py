@@ -105,7 +105,9 @@ def test_wrong_output_shape_raises(name: str) -> None:
     for bad in [torch.zeros(b, t, o + 1), torch.zeros(b, t - 1, o), torch.zeros(b + 1, t, o)]:
         with pytest.raises(ValueError, match=r"\(B, T, output_size\)"):
             task.loss(bad, batch)
-        with pytest.raises(ValueError, match=str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(
+            ValueError, match=str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")
+        ):
             task.metrics(bad, batch)
 
 
@@ -239,7 +241,9 @@ def test_repeat_count_normalisation() -> None:
 
 
 def test_repeat_copy_sampled_ranges() -> None:
-    task = RepeatCopyTask(RepeatCopyConfig(min_length=2, max_length=4, min_repeats=2, max_repeats=3))
+    task = RepeatCopyTask(
+        RepeatCopyConfig(min_length=2, max_length=4, min_repeats=2, max_repeats=3)
+    )
     g = gen(9)
     seen = set()
     for _ in range(30):
@@ -297,7 +301,9 @@ def test_associative_recall_target_is_next_item(num_items: int) -> None:
 
 def test_associative_recall_items_distinct_when_space_is_tiny() -> None:
     # 2 bits x 1 vector = only 4 possible items: repeats would be frequent without redraws.
-    task = AssociativeRecallTask(AssociativeRecallConfig(bits=2, item_length=1, min_items=4, max_items=4))
+    task = AssociativeRecallTask(
+        AssociativeRecallConfig(bits=2, item_length=1, min_items=4, max_items=4)
+    )
     batch = task.sample(32, gen(0))
     for b in range(32):
         _, items, _, _ = _parse_recall(batch.inputs[b], 2, 1)

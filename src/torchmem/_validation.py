@@ -9,7 +9,9 @@ from torch import Tensor
 def check_sequence_input(x: Tensor, input_size: int, model_name: str) -> None:
     """Raise a clear error unless ``x`` is a finite float tensor of shape (B, T, input_size)."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"{model_name} expects a torch.Tensor of shape (B, T, {input_size}), got {type(x).__name__}")
+        raise TypeError(
+            f"{model_name} expects a torch.Tensor of shape (B, T, {input_size}), got {type(x).__name__}"
+        )
     if x.dim() != 3:
         raise ValueError(
             f"{model_name} expects input of shape (B, T, {input_size}) (batch first), "

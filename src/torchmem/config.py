@@ -19,7 +19,9 @@ def _coerce(value: Any, field: dataclasses.Field, owner: str) -> Any:
     default = field.default if field.default is not dataclasses.MISSING else None
     kind = hint if isinstance(hint, type) else (type(default) if default is not None else None)
     if kind is None and isinstance(field.type, str):
-        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(field.type.split("|")[0].strip())
+        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
+            field.type.split("|")[0].strip()
+        )
     try:
         if kind is bool:
             low = value.lower()

@@ -35,7 +35,9 @@ def detach_state(state: Any) -> Any:
 
 def state_to(state: Any, device: torch.device | str | None = None, dtype=None) -> Any:
     """Move a state to another device and/or floating dtype."""
-    return map_state(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None), state)
+    return map_state(
+        lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None), state
+    )
 
 
 def state_tensors(state: Any, prefix: str = "") -> dict[str, Tensor]:

@@ -8,7 +8,6 @@ import torch
 from torchmem.core import addressing as A
 
 
-
 def test_cosine_similarity_by_hand():
     memory = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])
     keys = torch.tensor([[[3.0, 0.0]]])
@@ -40,7 +39,9 @@ def test_masked_content_weights_ignore_masked_columns():
 def test_interpolate():
     c = torch.tensor([[[1.0, 0.0]]])
     p = torch.tensor([[[0.0, 1.0]]])
-    assert torch.allclose(A.interpolate(c, p, torch.tensor([[0.25]])), torch.tensor([[[0.25, 0.75]]]))
+    assert torch.allclose(
+        A.interpolate(c, p, torch.tensor([[0.25]])), torch.tensor([[[0.25, 0.75]]])
+    )
 
 
 def test_circular_shift_moves_weight_and_wraps():
@@ -100,7 +101,9 @@ def test_erase_and_add_single_and_multi_head():
 
 def test_read_memory():
     memory = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
-    assert torch.allclose(A.read_memory(memory, torch.tensor([[[0.25, 0.75]]])), torch.tensor([[[2.5, 3.5]]]))
+    assert torch.allclose(
+        A.read_memory(memory, torch.tensor([[[0.25, 0.75]]])), torch.tensor([[[2.5, 3.5]]])
+    )
 
 
 def test_ntm_address_is_a_distribution():

@@ -7,7 +7,6 @@ from torchmem.core import allocation as M
 from torchmem.core import linkage as L
 
 
-
 def test_retention_and_usage_by_hand():
     free = torch.tensor([[1.0, 0.5]])
     read = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
@@ -113,8 +112,18 @@ def test_read_mode_mix():
 @pytest.mark.parametrize(
     "fn, make",
     [
-        (L.update_link, lambda g: (torch.rand(2, 4, 4, generator=g), _random_distributions(g, 2, 4), _random_distributions(g, 2, 4))),
-        (L.directional_weights, lambda g: (torch.rand(2, 4, 4, generator=g), _random_distributions(g, 2, 3, 4))),
+        (
+            L.update_link,
+            lambda g: (
+                torch.rand(2, 4, 4, generator=g),
+                _random_distributions(g, 2, 4),
+                _random_distributions(g, 2, 4),
+            ),
+        ),
+        (
+            L.directional_weights,
+            lambda g: (torch.rand(2, 4, 4, generator=g), _random_distributions(g, 2, 3, 4)),
+        ),
         (M.allocation_weights, lambda g: (torch.rand(2, 5, generator=g),)),
         (M.retention, lambda g: (torch.rand(2, 3, generator=g), _random_distributions(g, 2, 3, 4))),
     ],

@@ -62,9 +62,11 @@ def _make_step(impl: str, slots: int, batch: int):
 
         model = dnc.DNC(task.input_size, HIDDEN, rnn_type="lstm", num_hidden_layers=1,
                         nr_cells=slots, cell_size=WIDTH, read_heads=READS, batch_first=True)  # fmt: skip
-        forward = lambda: model(data.inputs, (None, None, None), reset_experience=True)[0][  # noqa: E731
-            ..., : task.output_size
-        ]
+        forward = (
+            lambda: model(data.inputs, (None, None, None), reset_experience=True)[0][  # noqa: E731
+                ..., : task.output_size
+            ]
+        )
     elif impl == "torchmem-ntm":
         from torchmem import NTM
 
@@ -183,7 +185,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write markdown (+ .json) here")
     parser.add_argument("--malloc", choices=sorted(MALLOC), default="tuned",
                         help="glibc allocator settings, the same for every implementation")  # fmt: skip
-    parser.add_argument("--worker", nargs=4, metavar=("IMPL", "N", "B", "STEPS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("IMPL", "N", "B", "STEPS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.worker:
         impl, slots, batch, steps = args.worker

@@ -12,12 +12,11 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..core import allocation as alloc
 from ..core import linkage
-from ..core.fused_link import link_step
 from ..core.addressing import content_weights, erase_and_add, oneplus, read_memory
+from ..core.fused_link import link_step
 
 
 class DNCMemoryState(NamedTuple):
@@ -52,7 +51,11 @@ class DNCMemory(nn.Module):
         link_backend: str = "auto",
     ):
         super().__init__()
-        self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
+        self.memory_slots, self.memory_width, self.read_heads = (
+            memory_slots,
+            memory_width,
+            read_heads,
+        )
         self.masking, self.deallocation, self.link_sharpness = masking, deallocation, link_sharpness
         self.link_backend = link_backend
         r, w = read_heads, memory_width
@@ -85,7 +88,9 @@ class DNCMemory(nn.Module):
     def split_interface(self, hidden: Tensor) -> dict[str, Tensor]:
         """hidden (B, H) -> the named, squashed interface parameters."""
         b, r, w = hidden.shape[0], self.read_heads, self.memory_width
-        raw = dict(zip(self.sizes, torch.split(self.interface(hidden), list(self.sizes.values()), -1)))
+        raw = dict(
+            zip(self.sizes, torch.split(self.interface(hidden), list(self.sizes.values()), -1))
+        )
         out = {
             "read_keys": raw["read_keys"].view(b, r, w),
             "read_strengths": oneplus(raw["read_strengths"]),

@@ -94,5 +94,7 @@ class NTMMemory(nn.Module):
         memory = erase_and_add(state.memory, write_w, erase, add)
 
         read_raw = self.read_interface(hidden).clamp(-self.clip, self.clip)
-        read_w, _ = self._address(read_raw.view(batch, self.read_heads, -1), memory, state.read_weights)
+        read_w, _ = self._address(
+            read_raw.view(batch, self.read_heads, -1), memory, state.read_weights
+        )
         return NTMMemoryState(memory, read_w, write_w, read_memory(memory, read_w))

@@ -61,7 +61,9 @@ class FeedForwardController(nn.Module):
         self.layer = nn.Linear(input_size, hidden_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> FeedForwardState:
-        return FeedForwardState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))
+        return FeedForwardState(
+            torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        )
 
     def step(self, inputs: Tensor, state: FeedForwardState) -> tuple[Tensor, FeedForwardState]:
         hidden = torch.tanh(self.layer(inputs))
@@ -73,5 +75,7 @@ CONTROLLERS = {"lstm": LSTMController, "feedforward": FeedForwardController}
 
 def make_controller(kind: str, input_size: int, hidden_size: int) -> nn.Module:
     if kind not in CONTROLLERS:
-        raise ValueError(f"unknown controller {kind!r}; valid controllers: {', '.join(CONTROLLERS)}")
+        raise ValueError(
+            f"unknown controller {kind!r}; valid controllers: {', '.join(CONTROLLERS)}"
+        )
     return CONTROLLERS[kind](input_size, hidden_size)

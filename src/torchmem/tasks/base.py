@@ -18,7 +18,8 @@ batch elsewhere with :meth:`Batch.to`.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class Batch(NamedTuple):
     targets: Tensor
     mask: Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """Return a copy of the batch with every tensor on ``device``."""
         return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device))
 
@@ -109,9 +110,7 @@ def random_bits(
     return bits.to(torch.float32)
 
 
-def sample_int(
-    low: int, high: int, generator: torch.Generator | None, device: torch.device
-) -> int:
+def sample_int(low: int, high: int, generator: torch.Generator | None, device: torch.device) -> int:
     """One integer uniform on the inclusive range ``[low, high]``."""
     if low == high:
         # No draw, so that a degenerate range leaves the generator untouched
@@ -159,7 +158,9 @@ def check_outputs(outputs: Tensor, batch: Batch, output_size: int) -> None:
     batch_size, time = batch.mask.shape
     expected = (batch_size, time, output_size)
     if not isinstance(outputs, Tensor):
-        raise ValueError(f"outputs must be a Tensor of shape {expected}, got {type(outputs).__name__}")
+        raise ValueError(
+            f"outputs must be a Tensor of shape {expected}, got {type(outputs).__name__}"
+        )
     if tuple(outputs.shape) != expected:
         raise ValueError(
             f"outputs must have shape (B, T, output_size) = {expected}, got {tuple(outputs.shape)}"
@@ -346,7 +347,9 @@ class BitTask:
         lines.append("targets:")
         for c, label in enumerate(out_labels):
             values = targets[:, c].tolist()
-            lines.append(row(label, [_binary_char(v) if s else " " for v, s in zip(values, scored)]))
+            lines.append(
+                row(label, [_binary_char(v) if s else " " for v, s in zip(values, scored)])
+            )
 
         if outputs is not None:
             predicted = (outputs[index].detach().cpu() > 0).to(torch.float32)
@@ -355,9 +358,14 @@ class BitTask:
             lines.append(f"outputs ({n_errors} bit errors):")
             for c, label in enumerate(out_labels):
                 values = predicted[:, c].tolist()
-                lines.append(row(label, [_binary_char(v) if s else " " for v, s in zip(values, scored)]))
+                lines.append(
+                    row(label, [_binary_char(v) if s else " " for v, s in zip(values, scored)])
+                )
             lines.append(
-                row("errors", ["x" if (s and w) else ("." if s else " ") for w, s in zip(wrong, scored)])
+                row(
+                    "errors",
+                    ["x" if (s and w) else ("." if s else " ") for w, s in zip(wrong, scored)],
+                )
             )
         return "\n".join(lines)
 
