@@ -220,3 +220,20 @@ def test_dnc_link_backends_match_the_reference(backend):
         assert torch.allclose(a, b, atol=1e-10)
     with pytest.raises(ValueError, match="valid: auto, cpp, torch, reference"):
         DNC(input_size=4, output_size=3, link_backend="fast")
+
+
+@pytest.mark.slow
+def test_compiled_dnc_step_matches_eager():
+    """torch.compile of the memory step changes speed, not numbers (slow: compiles)."""
+    x = inputs(t=4, dtype=torch.float32)
+    results = []
+    for compile_step in (False, True):
+        torch.manual_seed(0)
+        model = DNC(input_size=4, output_size=3, **SMALL["dnc"], compile=compile_step)
+        y, _ = model(x)
+        y.square().sum().backward()
+        results.append((y, [p.grad for p in model.parameters()]))
+    (y0, g0), (y1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-5)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -112,7 +112,35 @@ class DNCMemory(nn.Module):
         return out
 
     def step(self, hidden: Tensor, state: DNCMemoryState) -> DNCMemoryState:
-        """hidden (B, H) -> the memory state after one write and R reads (DNC methods)."""
+        """hidden (B, H) -> the memory state after one write and R reads (DNC methods).
+
+        Three parts: everything before the link update, the fused N x N link update, and
+        everything after it. The two outer parts are many small ops; ``compile_step`` hands
+        them to ``torch.compile`` (the link kernel stays a hand-written autograd Function).
+        """
+        p, usage, memory, write_w = self._write(hidden, state)
+        # L_t, f_t = L_t w^r_{t-1}, b_t = L_t^T w^r_{t-1} in one fused pass over the N x N link.
+        link, forward, backward = link_step(
+            state.link, write_w, state.precedence, state.read_weights, backend=self.link_backend
+        )
+        precedence, read_w, read_vectors = self._read(
+            p, memory, write_w, state.precedence, forward, backward
+        )
+        return DNCMemoryState(memory, usage, link, precedence, write_w, read_w, read_vectors)
+
+    def compile_step(self, **options) -> None:
+        """Compile the small-op parts of ``step`` with ``torch.compile`` (first call is slow)."""
+        self._write = torch.compile(self._write_eager, dynamic=False, **options)
+        self._read = torch.compile(self._read_eager, dynamic=False, **options)
+
+    def _write(self, hidden: Tensor, state: DNCMemoryState):
+        return self._write_eager(hidden, state)
+
+    def _read(self, p, memory, write_w, prev_precedence, forward, backward):
+        return self._read_eager(p, memory, write_w, prev_precedence, forward, backward)
+
+    def _write_eager(self, hidden: Tensor, state: DNCMemoryState):
+        """Interface, usage, allocation, write weights and the erase/add write."""
         p = self.split_interface(hidden)
         psi = alloc.retention(p["free_gates"], state.read_weights)
         usage = alloc.update_usage(state.usage, state.write_weights, psi)
@@ -127,20 +155,16 @@ class DNCMemory(nn.Module):
             alloc.allocation_weights(usage), write_content, p["allocation_gate"], p["write_gate"]
         )
         memory = erase_and_add(memory, write_w.unsqueeze(1), p["erase"], p["write_vector"])
+        return p, usage, memory, write_w
 
-        # L_t, f_t = L_t w^r_{t-1}, b_t = L_t^T w^r_{t-1} in one fused pass over the N x N link.
-        link, forward, backward = link_step(
-            state.link, write_w, state.precedence, state.read_weights, backend=self.link_backend
-        )
-        precedence = linkage.update_precedence(state.precedence, write_w)
+    def _read_eager(self, p, memory, write_w, prev_precedence, forward, backward):
+        """Precedence, (sharpened) directional weights, content reads and the read-mode mix."""
+        precedence = linkage.update_precedence(prev_precedence, write_w)
         if self.link_sharpness:
             forward = linkage.sharpen_distribution(forward, p["forward_sharpness"])
             backward = linkage.sharpen_distribution(backward, p["backward_sharpness"])
-
         read_content = content_weights(
             memory, p["read_keys"], p["read_strengths"], p.get("read_masks")
         )
         read_w = linkage.read_mode_mix(backward, read_content, forward, p["read_modes"])
-        return DNCMemoryState(
-            memory, usage, link, precedence, write_w, read_w, read_memory(memory, read_w)
-        )
+        return precedence, read_w, read_memory(memory, read_w)
