@@ -21,6 +21,12 @@ the same numbers with far fewer passes over the link matrix:
 The fused backends are differentiable once (no double backward); use ``"reference"`` for
 higher-order gradients.
 
+The cpp backend takes its N x N outputs (L_t forward, dL_{t-1} backward) from a pool of blocks
+that the tensors return when they are freed, so that a training loop reuses memory that is
+already paged in instead of faulting fresh pages in every step. The tensors are ordinary CPU
+tensors otherwise. The pool keeps at most ``TORCHMEM_LINK_POOL_MB`` megabytes of free blocks
+(default 2048; 0 keeps none); see ``pool_stats``, ``clear_pool`` and ``set_pool_limit``.
+
 Legend: B batch, R read heads, N memory slots.
 """
 
@@ -41,7 +47,14 @@ from torch.autograd.function import once_differentiable
 
 from . import linkage
 
-__all__ = ["BACKENDS", "cpp_available", "link_step"]
+__all__ = [
+    "BACKENDS",
+    "clear_pool",
+    "cpp_available",
+    "link_step",
+    "pool_stats",
+    "set_pool_limit",
+]
 
 BACKENDS = ("auto", "cpp", "torch", "reference")
 
@@ -154,40 +167,42 @@ def _cpp_ready() -> bool:
     return bool(_build_ok)
 
 
-class _CppLinkStep(torch.autograd.Function):
-    """Autograd wrapper of the C++ kernels; inputs must be contiguous CPU tensors."""
-
-    @staticmethod
-    def forward(ctx, link, write_weights, precedence, read_weights):
-        ctx.set_materialize_grads(False)
-        new_link, forward, backward = torch.ops.torchmem_fused_link.forward(
-            link, write_weights, precedence, read_weights
-        )
-        # L_t is recomputed in the backward from L_{t-1}, which costs less than reading it.
-        ctx.save_for_backward(link, write_weights, precedence, read_weights)
-        return new_link, forward, backward
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_new_link, grad_forward, grad_backward):
-        link, write_weights, precedence, read_weights = ctx.saved_tensors
-        if grad_new_link is None and grad_forward is None and grad_backward is None:
-            return None, None, None, None
-        grad_forward = _contiguous_or_zeros(grad_forward, read_weights)
-        grad_backward = _contiguous_or_zeros(grad_backward, read_weights)
-        if grad_new_link is not None:
-            grad_new_link = grad_new_link.contiguous()
-        grads = torch.ops.torchmem_fused_link.backward(
-            link, write_weights, precedence, read_weights,
-            grad_new_link, grad_forward, grad_backward,
-        )  # fmt: skip
-        return tuple(
-            g if need else None for g, need in zip(grads, ctx.needs_input_grad, strict=True)
-        )
+_POOL_STATS = (
+    "held_bytes",  # free blocks kept for reuse
+    "held_blocks",
+    "in_use_bytes",  # blocks owned by live tensors
+    "in_use_blocks",
+    "hits",  # outputs served from a free block
+    "misses",  # outputs that needed fresh memory
+    "dropped",  # blocks really freed because of the limit
+    "limit_bytes",
+)
 
 
-def _contiguous_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad.contiguous()
+def pool_stats() -> dict[str, int]:
+    """Counters of the cpp backend's buffer pool (building the kernel if needed): bytes and
+    blocks held free and in use, hits, misses, blocks dropped because of the limit, and the
+    limit. All zero where the kernel is unavailable."""
+    if not _cpp_ready():
+        return dict.fromkeys(_POOL_STATS, 0)
+    return dict(zip(_POOL_STATS, torch.ops.torchmem_fused_link.pool_stats(), strict=True))
+
+
+def clear_pool() -> int:
+    """Free the pool's cached blocks and return how many bytes that released. Blocks of live
+    tensors are untouched; they come back to the pool when the tensors are freed."""
+    if not _build_ok:  # nothing was ever pooled
+        return 0
+    return int(torch.ops.torchmem_fused_link.clear_pool())
+
+
+def set_pool_limit(limit_bytes: int) -> int:
+    """Set how many bytes of free blocks the pool may keep (0 keeps none), dropping cached
+    blocks beyond it, and return the previous limit. The default comes from the environment
+    variable ``TORCHMEM_LINK_POOL_MB`` (megabytes, default 2048)."""
+    if not _cpp_ready():
+        raise RuntimeError(f"the cpp link backend failed to build:\n{_build_error}")
+    return int(torch.ops.torchmem_fused_link.set_pool_limit(int(limit_bytes)))
 
 
 def _decay(write_weights: Tensor) -> Tensor:
@@ -213,7 +228,7 @@ class _TorchLinkStep(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_new_link, grad_forward, grad_backward):
-        # The formulas are derived in csrc/fused_link.cpp, above backward_one_fused.
+        # The formulas are derived in csrc/fused_link.cpp, above backward_block.
         link, write_weights, precedence, read_weights, new_link = ctx.saved_tensors
         if grad_new_link is None and grad_forward is None and grad_backward is None:
             return None, None, None, None
@@ -309,9 +324,7 @@ def link_step(
         )
     if not _cpp_ready():
         raise RuntimeError(f"the cpp link backend failed to build:\n{_build_error}")
-    return _CppLinkStep.apply(
-        link.contiguous(),
-        write_weights.contiguous(),
-        precedence.contiguous(),
-        read_weights.contiguous(),
+    # A C++ autograd Function (csrc/fused_link.cpp, LinkStep); it makes inputs contiguous.
+    return tuple(
+        torch.ops.torchmem_fused_link.link_step(link, write_weights, precedence, read_weights)
     )
