@@ -51,11 +51,18 @@ def _make_step(impl: str, slots: int, batch: int):
     task = make_task("copy", min_length=LENGTH, max_length=LENGTH)
     data = task.sample(batch, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    if impl == "torchmem-dnc":
+    if impl in ("torchmem-dnc", "torchmem-dnc-compiled"):
         from torchmem import DNC
 
-        model = DNC(task.input_size, task.output_size, hidden_size=HIDDEN,
-                    memory_slots=slots, memory_width=WIDTH, read_heads=READS)  # fmt: skip
+        model = DNC(
+            task.input_size,
+            task.output_size,
+            hidden_size=HIDDEN,
+            memory_slots=slots,
+            memory_width=WIDTH,
+            read_heads=READS,
+            compile=impl == "torchmem-dnc-compiled",
+        )
         forward = lambda: model(data.inputs)[0]  # noqa: E731
     elif impl == "pytorch-dnc":
         import dnc  # the public implementation, installed with torchmem[bench]
@@ -91,7 +98,9 @@ def worker(impl: str, slots: int, batch: int, steps: int) -> dict:
     torch.set_num_threads(1)
     step = _make_step(impl, slots, batch)
     baseline = _rss_bytes()
-    step()  # warm-up: allocator pools, lazy init (and the C++ link kernel's first load)
+    first = time.perf_counter()
+    step()  # warm-up: allocator pools, lazy init, the C++ link kernel's load, torch.compile
+    first = time.perf_counter() - first
     times = []
     for _ in range(steps):
         start = time.process_time()
@@ -103,6 +112,7 @@ def worker(impl: str, slots: int, batch: int, steps: int) -> dict:
         "batch": batch,
         "cpu_s_per_step": statistics.median(times),
         "peak_mib": (_peak_rss_bytes() - baseline) / 2**20,
+        "first_step_s": first,
     }
 
 
@@ -119,26 +129,41 @@ def measure(impl: str, slots: int, batch: int, steps: int, malloc: str = "tuned"
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes, rounds: int, steps: int, malloc: str = "tuned", progress=print) -> dict:
+def run(
+    sizes, rounds: int, steps: int, malloc: str = "tuned", compiled: bool = False, progress=print
+) -> dict:
+    impls = ["torchmem-dnc", "pytorch-dnc"] + (["torchmem-dnc-compiled"] if compiled else [])
     rows = []
     for slots in sizes:
-        per = {"torchmem-dnc": [], "pytorch-dnc": []}
+        per: dict[str, list[dict]] = {impl: [] for impl in impls}
         for r in range(rounds):
-            for impl in per:
+            for impl in impls:
                 timed = steps if slots < 1024 else max(1, steps // 2)
                 result = measure(impl, slots, BATCH, timed, malloc)
                 per[impl].append(result)
-                progress(f"round {r + 1}/{rounds} N={slots} {impl}: "
-                         f"{result['cpu_s_per_step'] * 1e3:.1f} ms/step, "
-                         f"peak +{result['peak_mib']:.0f} MiB")  # fmt: skip
-        ours = statistics.median(x["cpu_s_per_step"] for x in per["torchmem-dnc"])
-        theirs = statistics.median(x["cpu_s_per_step"] for x in per["pytorch-dnc"])
-        mem_ours = statistics.median(x["peak_mib"] for x in per["torchmem-dnc"])
-        mem_theirs = statistics.median(x["peak_mib"] for x in per["pytorch-dnc"])
-        rows.append({"slots": slots, "torchmem_ms": ours * 1e3, "pytorch_dnc_ms": theirs * 1e3,
-                     "speedup": theirs / ours, "torchmem_peak_mib": mem_ours,
-                     "pytorch_dnc_peak_mib": mem_theirs,
-                     "memory_ratio": mem_theirs / max(mem_ours, 1e-9)})  # fmt: skip
+                progress(
+                    f"round {r + 1}/{rounds} N={slots} {impl}: "
+                    f"{result['cpu_s_per_step'] * 1e3:.1f} ms/step, "
+                    f"peak +{result['peak_mib']:.0f} MiB, first step {result['first_step_s']:.1f} s"
+                )
+
+        def median(impl: str, key: str) -> float:
+            return statistics.median(x[key] for x in per[impl])
+
+        theirs = median("pytorch-dnc", "cpu_s_per_step")
+        row = {"slots": slots, "pytorch_dnc_ms": theirs * 1e3,
+               "pytorch_dnc_peak_mib": median("pytorch-dnc", "peak_mib")}  # fmt: skip
+        for impl, key in (("torchmem-dnc", "torchmem"), ("torchmem-dnc-compiled", "compiled")):
+            if impl in per:
+                ours = median(impl, "cpu_s_per_step")
+                row[f"{key}_ms"] = ours * 1e3
+                row[f"{key}_speedup"] = theirs / ours
+                row[f"{key}_peak_mib"] = median(impl, "peak_mib")
+                row[f"{key}_memory_ratio"] = row["pytorch_dnc_peak_mib"] / max(
+                    row[f"{key}_peak_mib"], 1e-9
+                )
+                row[f"{key}_first_step_s"] = median(impl, "first_step_s")
+        rows.append(row)
     ntm = [measure("torchmem-ntm", 128, b, steps, malloc) for b in (1, 16)]
     return {"dnc": rows, "ntm": ntm, "torch": torch.__version__, "threads": 1, "malloc": malloc,
             "date": time.strftime("%Y-%m-%d"), "machine": _machine()}  # fmt: skip
@@ -154,24 +179,39 @@ def _machine() -> str:
 
 
 def format_report(report: dict) -> str:
+    compiled = any("compiled_ms" in r for r in report["dnc"])
     lines = [
         f"DNC training step (forward + backward + Adam), batch {BATCH}, LSTM controller {HIDDEN}, "
         f"W={WIDTH}, R={READS}, {2 * LENGTH + 1}-step copy episodes, one thread; "
         f"{report['date']}, {report['machine']}, torch {report['torch']}, "
-        f"glibc malloc {report['malloc']} for both.",
+        f"glibc malloc {report['malloc']} for both. CPU ms per step (median of rounds); "
+        "peak = resident memory added during the steps.",
         "",
-        "| N | torchmem ms/step | pytorch-dnc ms/step | speed-up | torchmem peak MiB "
-        "| pytorch-dnc peak MiB | memory ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | pytorch-dnc ms | torchmem ms | speed-up | pytorch-dnc peak MiB "
+        "| torchmem peak MiB | memory ratio |"
+        + (" compiled ms | compiled speed-up |" if compiled else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if compiled else ""),
     ]
     for r in report["dnc"]:
-        lines.append(
-            f"| {r['slots']} | {r['torchmem_ms']:.1f} | {r['pytorch_dnc_ms']:.1f} "
-            f"| {r['speedup']:.1f}x | {r['torchmem_peak_mib']:.0f} | {r['pytorch_dnc_peak_mib']:.0f} "
-            f"| {r['memory_ratio']:.1f}x |"
+        line = (
+            f"| {r['slots']} | {r['pytorch_dnc_ms']:.1f} | {r['torchmem_ms']:.1f} "
+            f"| {r['torchmem_speedup']:.1f}x | {r['pytorch_dnc_peak_mib']:.0f} "
+            f"| {r['torchmem_peak_mib']:.0f} | {r['torchmem_memory_ratio']:.1f}x |"
         )
-    lines += ["", "NTM (LSTM controller 100, N=128, M=20, 1 read + 1 write head), CPU time per "
-              "training step on 41-step copy episodes:", ""]  # fmt: skip
+        if compiled:
+            line += f" {r['compiled_ms']:.1f} | {r['compiled_speedup']:.1f}x |"
+        lines.append(line)
+    if compiled:
+        firsts = ", ".join(
+            f"N={r['slots']}: {r['compiled_first_step_s']:.0f} s" for r in report["dnc"]
+        )
+        lines += ["", f"First (compiling) step of the compiled DNC, wall time: {firsts}."]
+    lines += [
+        "",
+        "NTM (LSTM controller 100, N=128, M=20, 1 read + 1 write head), CPU time per "
+        "training step on 41-step copy episodes:",
+        "",
+    ]
     for r in report["ntm"]:
         lines.append(f"- batch {r['batch']}: {r['cpu_s_per_step'] * 1e3:.1f} ms")
     return "\n".join(lines)
@@ -199,7 +239,7 @@ def main(argv=None) -> int:
         print("torchmem bench: error: pytorch-dnc is not installed; pip install 'torchmem[bench]'",
               file=sys.stderr)  # fmt: skip
         return 2
-    report = run(args.sizes, args.rounds, args.steps, args.malloc,
+    report = run(args.sizes, args.rounds, args.steps, args.malloc, args.compiled,
                  progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
     text = format_report(report)
     print(text)

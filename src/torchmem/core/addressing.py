@@ -116,8 +116,9 @@ def erase_and_add(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -
     so the order of several write heads does not matter (NTM section 3.2).
     """
     if weights.shape[1] == 1:  # the common case, without a product over heads
+        # M (1 - w e) + w a = M + w (a - M e): three passes over (B, N, W) instead of five.
         w = weights[:, 0].unsqueeze(-1)  # (B, N, 1)
-        return memory * (1 - w * erase[:, :1]) + w * add[:, :1]
+        return torch.addcmul(memory, w, add[:, :1] - memory * erase[:, :1])
     keep = torch.prod(1 - weights.unsqueeze(-1) * erase.unsqueeze(2), dim=1)  # (B, N, W)
     return memory * keep + torch.matmul(weights.transpose(1, 2), add)
 
