@@ -24,3 +24,12 @@ def test_report_table():
     text = dnc_bench.format_report(report)
     assert "| 32 | 200.0 | 50.0 | 4.0x | 30 | 10 | 3.0x |" in text
     assert "batch 1: 50.0 ms" in text
+
+
+def test_cli_options_parse(monkeypatch):
+    pytest.importorskip("dnc")  # main() checks for the benchmark-only extra first
+    seen = {}
+    monkeypatch.setattr(dnc_bench, "run", lambda *a, **k: seen.setdefault("args", a) and None)
+    monkeypatch.setattr(dnc_bench, "format_report", lambda report: "table")
+    assert dnc_bench.main(["--sizes", "8", "--rounds", "1", "--compiled", "--malloc", "default"]) == 0
+    assert seen["args"][:5] == ([8], 1, 4, "default", True)

@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     parser.add_argument("--malloc", choices=sorted(MALLOC), default="tuned",
                         help="glibc allocator settings, the same for every implementation")  # fmt: skip
     parser.add_argument(
+        "--compiled", action="store_true", help="also time DNC(compile=True) (compiles per N)"
+    )
+    parser.add_argument(
         "--worker", nargs=4, metavar=("IMPL", "N", "B", "STEPS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
