@@ -1,8 +1,14 @@
-"""Config dataclass helpers: build from ``key=value`` overrides with clear errors."""
+"""Config dataclass helpers: build from ``key=value`` overrides with clear errors.
+
+Models and tasks both describe their options as a dataclass; ``build_config`` turns a dict
+of overrides (often strings from the command line) into one, or says what was wrong and
+which options exist.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -11,44 +17,66 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _coerce(value: Any, field: dataclasses.Field, owner: str) -> Any:
-    """Turn a CLI string such as ``"20"`` or ``"false"`` into the field's declared type."""
-    if not isinstance(value, str):
-        return value
-    hint = field.type if not isinstance(field.type, str) else None
-    default = field.default if field.default is not dataclasses.MISSING else None
-    kind = hint if isinstance(hint, type) else (type(default) if default is not None else None)
-    if kind is None and isinstance(field.type, str):
-        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
-            field.type.split("|")[0].strip()
-        )
-    try:
-        if kind is bool:
-            low = value.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(value)
-        if kind in (int, float):
-            return kind(value)
-    except ValueError:
-        raise ValueError(
-            f"{owner} option {field.name!r} expects {kind.__name__}, got {value!r}"
-        ) from None
+def coerce(value: Any, kind: Any, what: str) -> Any:
+    """Convert ``value`` (possibly a CLI string) to ``kind`` (bool, int, float or str).
+
+    ``"20"`` and ``"20.0"`` are fine for an int; ``"20.5"`` is a mistake worth reporting.
+    ``what`` names the option in the error, e.g. ``"option 'bits' of task 'copy'"``.
+    """
+
+    def fail() -> ValueError:
+        return ValueError(f"{what} expects {getattr(kind, '__name__', kind)}, got {value!r}")
+
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise fail()
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise fail()
+        if isinstance(value, str):
+            try:
+                value = float(value.strip()) if kind is float else _int_or_float(value)
+            except ValueError:
+                raise fail() from None
+        if not isinstance(value, (int, float)):
+            raise fail()
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise fail()
+            return int(value)
+        return float(value)
+    if kind is str:
+        return str(value)
     return value
 
 
+def _int_or_float(text: str) -> int | float:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return float(text)
+
+
 def build_config(config_cls: type[C], overrides: dict[str, Any], owner: str) -> C:
-    """Instantiate ``config_cls`` from overrides, rejecting unknown names with the valid list."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for {owner}; "
-            f"valid options: {', '.join(sorted(fields))}"
-        )
-    values = {k: _coerce(v, fields[k], owner) for k, v in overrides.items()}
+    """Instantiate ``config_cls`` from overrides (hyphens accepted for underscores).
+
+    Unknown names raise a ValueError listing the valid options; values are converted to the
+    field's declared type; ``None`` leaves the default (so unset CLI options pass through).
+    """
+    hints = typing.get_type_hints(config_cls)
+    valid = [f.name for f in dataclasses.fields(config_cls)]
+    values: dict[str, Any] = {}
+    for option, value in overrides.items():
+        name = option.replace("-", "_")
+        if name not in valid:
+            raise ValueError(
+                f"unknown option {option!r} for {owner}; valid options: {', '.join(valid)}"
+            )
+        if value is not None:
+            values[name] = coerce(value, hints.get(name), f"{owner} option {name!r}")
     return config_cls(**values)
 
 
@@ -65,4 +93,4 @@ def config_fields(config_cls: type) -> dict[str, Any]:
     return out
 
 
-__all__ = ["build_config", "config_fields"]
+__all__ = ["build_config", "coerce", "config_fields"]

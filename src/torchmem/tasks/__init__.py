@@ -10,9 +10,9 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any
 
+from ..config import build_config
 from .base import Batch, BitTask, Task
 from .bits import (
     AssociativeRecallConfig,
@@ -51,60 +51,6 @@ TASKS: dict[str, tuple[type, type]] = {
     "priority_sort": (PrioritySortTask, PrioritySortConfig),
 }
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _coerce(task: str, option: str, value: Any, kind: Any) -> Any:
-    """Convert ``value`` (possibly a CLI string) to the config field's type."""
-
-    def fail() -> ValueError:
-        name = getattr(kind, "__name__", str(kind))
-        return ValueError(f"option {option!r} of task {task!r} expects {name}, got {value!r}")
-
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise fail()
-    if kind is int:
-        if isinstance(value, bool):
-            raise fail()
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-            try:
-                value_f = float(value)
-            except ValueError:
-                raise fail() from None
-        elif isinstance(value, float):
-            value_f = value
-        else:
-            raise fail()
-        # "20.0" or 20.0 are fine as an int; 20.5 is a mistake worth reporting.
-        if value_f.is_integer():
-            return int(value_f)
-        raise fail()
-    if kind is float:
-        if isinstance(value, bool):
-            raise fail()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise fail() from None
-        raise fail()
-    if kind is str:
-        return str(value)
-    return value
-
 
 def make_task(name: str, **overrides: Any) -> Task:
     """Build a task by registry name, overriding config defaults.
@@ -124,20 +70,7 @@ def make_task(name: str, **overrides: Any) -> Task:
     if key not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
     task_cls, config_cls = TASKS[key]
-    hints = typing.get_type_hints(config_cls)
-    valid = [f.name for f in dataclasses.fields(config_cls)]
-
-    kwargs: dict[str, Any] = {}
-    for option, value in overrides.items():
-        field = option.replace("-", "_")
-        if field not in valid:
-            raise ValueError(
-                f"unknown option {option!r} for task {key!r}; valid options: {', '.join(valid)}"
-            )
-        if value is None:
-            continue
-        kwargs[field] = _coerce(key, field, value, hints.get(field))
-    return task_cls(config_cls(**kwargs))
+    return task_cls(build_config(config_cls, overrides, f"task {key!r}"))
 
 
 def task_config(task: Task) -> dict[str, Any]:
