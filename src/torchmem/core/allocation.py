@@ -40,8 +40,11 @@ def allocation_weights(usage: Tensor) -> Tensor:
     """
     usage = EPS + (1 - EPS) * usage
     sorted_usage, order = torch.sort(usage, dim=-1, stable=True)
-    ones = torch.ones_like(sorted_usage[..., :1])
-    free_before = torch.cumprod(torch.cat([ones, sorted_usage[..., :-1]], dim=-1), dim=-1)
+    # Exclusive cumulative product as exp(cumsum(log u) - log u): usage >= EPS keeps the log
+    # finite, and its backward is a handful of ops where cumprod's (built to survive zeros)
+    # is about twenty, a real cost at one call per time step.
+    log_usage = sorted_usage.log()
+    free_before = (log_usage.cumsum(dim=-1) - log_usage).exp()
     sorted_allocation = (1 - sorted_usage) * free_before
     return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)
 
