@@ -58,6 +58,7 @@ class DNCMemory(nn.Module):
         )
         self.masking, self.deallocation, self.link_sharpness = masking, deallocation, link_sharpness
         self.link_backend = link_backend
+        self._compiled = None  # (write part, read part) once compile_step() has run
         r, w = read_heads, memory_width
         self.sizes = {
             "read_keys": r * w,
@@ -118,28 +119,25 @@ class DNCMemory(nn.Module):
         everything after it. The two outer parts are many small ops; ``compile_step`` hands
         them to ``torch.compile`` (the link kernel stays a hand-written autograd Function).
         """
-        p, usage, memory, write_w = self._write(hidden, state)
+        write_part, read_part = self._compiled or (self._write_part, self._read_part)
+        p, usage, memory, write_w = write_part(hidden, state)
         # L_t, f_t = L_t w^r_{t-1}, b_t = L_t^T w^r_{t-1} in one fused pass over the N x N link.
         link, forward, backward = link_step(
             state.link, write_w, state.precedence, state.read_weights, backend=self.link_backend
         )
-        precedence, read_w, read_vectors = self._read(
+        precedence, read_w, read_vectors = read_part(
             p, memory, write_w, state.precedence, forward, backward
         )
         return DNCMemoryState(memory, usage, link, precedence, write_w, read_w, read_vectors)
 
     def compile_step(self, **options) -> None:
         """Compile the small-op parts of ``step`` with ``torch.compile`` (first call is slow)."""
-        self._write = torch.compile(self._write_eager, dynamic=False, **options)
-        self._read = torch.compile(self._read_eager, dynamic=False, **options)
+        self._compiled = (
+            torch.compile(self._write_part, dynamic=False, **options),
+            torch.compile(self._read_part, dynamic=False, **options),
+        )
 
-    def _write(self, hidden: Tensor, state: DNCMemoryState):
-        return self._write_eager(hidden, state)
-
-    def _read(self, p, memory, write_w, prev_precedence, forward, backward):
-        return self._read_eager(p, memory, write_w, prev_precedence, forward, backward)
-
-    def _write_eager(self, hidden: Tensor, state: DNCMemoryState):
+    def _write_part(self, hidden: Tensor, state: DNCMemoryState):
         """Interface, usage, allocation, write weights and the erase/add write."""
         p = self.split_interface(hidden)
         psi = alloc.retention(p["free_gates"], state.read_weights)
@@ -157,7 +155,7 @@ class DNCMemory(nn.Module):
         memory = erase_and_add(memory, write_w.unsqueeze(1), p["erase"], p["write_vector"])
         return p, usage, memory, write_w
 
-    def _read_eager(self, p, memory, write_w, prev_precedence, forward, backward):
+    def _read_part(self, p, memory, write_w, prev_precedence, forward, backward):
         """Precedence, (sharpened) directional weights, content reads and the read-mode mix."""
         precedence = linkage.update_precedence(prev_precedence, write_w)
         if self.link_sharpness:
