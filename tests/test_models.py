@@ -223,17 +223,23 @@ def test_dnc_link_backends_match_the_reference(backend):
 
 
 @pytest.mark.slow
-def test_compiled_dnc_step_matches_eager():
-    """torch.compile of the memory step changes speed, not numbers (slow: compiles)."""
-    x = inputs(t=4, dtype=torch.float32)
+@pytest.mark.parametrize("key", ["dnc", "dnc-csordas"])
+def test_compiled_step_matches_eager(key):
+    """torch.compile of the memory step changes speed, not numbers, in float64 (slow).
+
+    The NTM has no compile option: compiling its memory step gave parameter gradients off by
+    ~1e-4 (relative, float64) with an exact forward, while each addressing function compiled
+    alone matched; until that is understood it stays eager.
+    """
+    x = inputs(t=4)
     results = []
     for compile_step in (False, True):
         torch.manual_seed(0)
-        model = DNC(input_size=4, output_size=3, **SMALL["dnc"], compile=compile_step)
+        model = DNC(input_size=4, output_size=3, **SMALL[key], compile=compile_step).double()
         y, _ = model(x)
         y.square().sum().backward()
         results.append((y, [p.grad for p in model.parameters()]))
     (y0, g0), (y1, g1) = results
-    assert torch.allclose(y0, y1, atol=1e-5)
+    assert torch.allclose(y0, y1, atol=1e-12)
     for a, b in zip(g0, g1):
-        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.allclose(a, b, atol=1e-10)
