@@ -10,7 +10,8 @@ def check_sequence_input(x: Tensor, input_size: int, model_name: str) -> None:
     """Raise a clear error unless ``x`` is a finite float tensor of shape (B, T, input_size)."""
     if not isinstance(x, Tensor):
         raise TypeError(
-            f"{model_name} expects a torch.Tensor of shape (B, T, {input_size}), got {type(x).__name__}"
+            f"{model_name} expects a torch.Tensor of shape (B, T, {input_size}), "
+            f"got {type(x).__name__}"
         )
     if x.dim() != 3:
         raise ValueError(

@@ -31,5 +31,6 @@ def test_cli_options_parse(monkeypatch):
     seen = {}
     monkeypatch.setattr(dnc_bench, "run", lambda *a, **k: seen.setdefault("args", a) and None)
     monkeypatch.setattr(dnc_bench, "format_report", lambda report: "table")
-    assert dnc_bench.main(["--sizes", "8", "--rounds", "1", "--compiled", "--malloc", "default"]) == 0
+    argv = ["--sizes", "8", "--rounds", "1", "--compiled", "--malloc", "default"]
+    assert dnc_bench.main(argv) == 0
     assert seen["args"][:5] == ([8], 1, 4, "default", True)

@@ -63,17 +63,28 @@ def _make_step(impl: str, slots: int, batch: int):
             read_heads=READS,
             compile=impl == "torchmem-dnc-compiled",
         )
-        forward = lambda: model(data.inputs)[0]  # noqa: E731
+
+        def forward():
+            return model(data.inputs)[0]
     elif impl == "pytorch-dnc":
         import dnc  # the public implementation, installed with torchmem[bench]
 
-        model = dnc.DNC(task.input_size, HIDDEN, rnn_type="lstm", num_hidden_layers=1,
-                        nr_cells=slots, cell_size=WIDTH, read_heads=READS, batch_first=True)  # fmt: skip
-        forward = (
-            lambda: model(data.inputs, (None, None, None), reset_experience=True)[0][  # noqa: E731
-                ..., : task.output_size
-            ]
+        model = dnc.DNC(
+            task.input_size,
+            HIDDEN,
+            rnn_type="lstm",
+            num_hidden_layers=1,
+            nr_cells=slots,
+            cell_size=WIDTH,
+            read_heads=READS,
+            batch_first=True,
         )
+
+        def forward():
+            # pytorch-dnc's read-out is as wide as its input: score the bit channels only.
+            outputs = model(data.inputs, (None, None, None), reset_experience=True)[0]
+            return outputs[..., : task.output_size]
+
     elif impl == "torchmem-ntm":
         from torchmem import NTM
 
@@ -147,7 +158,7 @@ def run(
                     f"peak +{result['peak_mib']:.0f} MiB, first step {result['first_step_s']:.1f} s"
                 )
 
-        def median(impl: str, key: str) -> float:
+        def median(impl: str, key: str, per=per) -> float:
             return statistics.median(x[key] for x in per[impl])
 
         theirs = median("pytorch-dnc", "cpu_s_per_step")
@@ -223,8 +234,12 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
     parser.add_argument("--out", type=Path, default=None, help="write markdown (+ .json) here")
-    parser.add_argument("--malloc", choices=sorted(MALLOC), default="tuned",
-                        help="glibc allocator settings, the same for every implementation")  # fmt: skip
+    parser.add_argument(
+        "--malloc",
+        choices=sorted(MALLOC),
+        default="tuned",
+        help="glibc allocator settings, the same for every implementation",
+    )
     parser.add_argument(
         "--compiled", action="store_true", help="also time DNC(compile=True) (compiles per N)"
     )
