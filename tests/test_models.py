@@ -243,3 +243,13 @@ def test_compiled_step_matches_eager(key):
     assert torch.allclose(y0, y1, atol=1e-12)
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_state_to_changes_float_dtype_and_keeps_structure():
+    from torchmem.state import state_to
+
+    _, state = build("dnc", torch.float32)(inputs(dtype=torch.float32))
+    moved = state_to(state, dtype=torch.float64)
+    assert type(moved) is type(state) and type(moved.controller) is type(state.controller)
+    assert all(t.dtype == torch.float64 for t in state_tensors(moved).values())
+    assert torch.equal(moved.link, state.link.double())

@@ -30,6 +30,8 @@ def check_sequence_input(x: Tensor, input_size: int, model_name: str) -> None:
         raise ValueError(f"{model_name} got an input with {bad} NaN or infinite value(s)")
 
 
-def check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_positive(config, names: tuple[str, ...], owner: str) -> None:
+    """Raise unless every ``config.<name>`` (a size: slots, width, heads, ...) is >= 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{owner} option {name} must be >= 1, got {getattr(config, name)}")

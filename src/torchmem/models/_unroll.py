@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from .._validation import check_sequence_input
 
 
 def unroll(
@@ -30,3 +32,15 @@ def unroll(
             traced[name].append(getattr(state, name))
     stacked = {name: torch.stack(values, dim=1) for name, values in traced.items()}
     return torch.stack(features, dim=1), state, stacked
+
+
+def run_model(
+    model: nn.Module, x: Tensor, state: Any, trace_fields: Sequence[str] = ()
+) -> tuple[Tensor, Any, dict[str, Tensor]]:
+    """The body of every step-wise model's ``forward``: check x (B, T, I), start a fresh state
+    if none is given, unroll ``model._step`` and apply ``model.output`` once to all steps."""
+    check_sequence_input(x, model.config.input_size, type(model).__name__)
+    if state is None:
+        state = model.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+    features, state, trace = unroll(model._step, x, state, trace_fields)
+    return model.output(features), state, trace

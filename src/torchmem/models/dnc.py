@@ -12,11 +12,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_sequence_input
+from .._validation import check_positive
 from ..config import build_config
 from ..core.fused_link import BACKENDS
 from ..memories.dnc_memory import DNCMemory, DNCMemoryState
-from ._unroll import unroll
+from ._unroll import run_model
 from .controller import make_controller
 
 
@@ -31,7 +31,10 @@ class DNCConfig:
     memory_width: int = 16  # W
     read_heads: int = 1  # R
     controller: str = "lstm"  # or "feedforward"
-    clip: float = 20.0  # clip the controller output (interface pre-activations)
+    # Clamp the controller output h_t to [-clip, clip] before the interface layer, as
+    # pytorch-dnc does; the LSTM and tanh controllers stay within [-1, 1], so at clip >= 1
+    # it only guards controllers with unbounded outputs.
+    clip: float = 20.0
     masking: bool = False  # masked content addressing
     deallocation: bool = False  # wipe freed slots
     link_sharpness: bool = False  # sharpen forward/backward link distributions
@@ -66,9 +69,7 @@ class DNC(nn.Module):
         self.config = c = build_config(
             DNCConfig, {"input_size": input_size, "output_size": output_size, **options}, "dnc"
         )
-        for name in ("hidden_size", "memory_slots", "memory_width", "read_heads"):
-            if getattr(c, name) < 1:
-                raise ValueError(f"dnc option {name} must be >= 1, got {getattr(c, name)}")
+        check_positive(c, ("hidden_size", "memory_slots", "memory_width", "read_heads"), "dnc")
         if c.link_backend not in BACKENDS:
             raise ValueError(
                 f"unknown dnc link_backend {c.link_backend!r}; valid: {', '.join(BACKENDS)}"
@@ -100,18 +101,11 @@ class DNC(nn.Module):
         mem = self.memory.step(hidden.clamp(-clip, clip), DNCMemoryState(*state[1:]))
         return torch.cat([hidden, mem.read_vectors.flatten(1)], dim=-1), DNCState(controller, *mem)
 
-    def _run(self, x: Tensor, state: DNCState | None, fields=()):
-        check_sequence_input(x, self.config.input_size, "DNC")
-        if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        features, state, trace = unroll(self._step, x, state, fields)
-        return self.output(features), state, trace
-
     def forward(self, x: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
-        y, state, _ = self._run(x, state)
+        y, state, _ = run_model(self, x, state)
         return y, state
 
     def trace(self, x: Tensor, state: DNCState | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Like ``forward`` but also returns weights and usage over time (time at dim 1)."""
-        y, _, trace = self._run(x, state, ("read_weights", "write_weights", "usage"))
+        y, _, trace = run_model(self, x, state, ("read_weights", "write_weights", "usage"))
         return y, trace

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_sequence_input
+from .._validation import check_positive
 from ..config import build_config
 from ..memories.ntm_memory import NTMMemory, NTMMemoryState
-from ._unroll import unroll
+from ._unroll import run_model
 from .controller import make_controller
 
 
@@ -57,9 +57,9 @@ class NTM(nn.Module):
         self.config = c = build_config(
             NTMConfig, {"input_size": input_size, "output_size": output_size, **options}, "ntm"
         )
-        for name in ("hidden_size", "memory_slots", "memory_width", "read_heads", "write_heads"):
-            if getattr(c, name) < 1:
-                raise ValueError(f"ntm option {name} must be >= 1, got {getattr(c, name)}")
+        check_positive(
+            c, ("hidden_size", "memory_slots", "memory_width", "read_heads", "write_heads"), "ntm"
+        )
         if c.shift_range < 0 or 2 * c.shift_range + 1 > c.memory_slots:
             raise ValueError(
                 f"ntm shift_range must be in [0, (memory_slots-1)/2], got {c.shift_range}"
@@ -94,18 +94,11 @@ class NTM(nn.Module):
         mem = self.memory.step(hidden, NTMMemoryState(*state[1:]))
         return torch.cat([hidden, mem.read_vectors.flatten(1)], dim=-1), NTMState(controller, *mem)
 
-    def _run(self, x: Tensor, state: NTMState | None, fields=()):
-        check_sequence_input(x, self.config.input_size, "NTM")
-        if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        features, state, trace = unroll(self._step, x, state, fields)
-        return self.output(features), state, trace
-
     def forward(self, x: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        y, state, _ = self._run(x, state)
+        y, state, _ = run_model(self, x, state)
         return y, state
 
     def trace(self, x: Tensor, state: NTMState | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Like ``forward`` but also returns read/write weights over time, (B, T, heads, N)."""
-        y, _, trace = self._run(x, state, ("read_weights", "write_weights"))
+        y, _, trace = run_model(self, x, state, ("read_weights", "write_weights"))
         return y, trace
