@@ -85,6 +85,17 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
+def _source_tag() -> str:
+    """A short hash of every file in csrc/. torch rebuilds an extension when its listed
+    sources change, but not when a header they include does; naming the build after all of
+    them makes any change a new build."""
+    digest = hashlib.sha1()
+    for path in sorted(_SOURCE.parent.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def _ensure_ninja_on_path() -> None:
     # torch's builder runs `ninja` from PATH; a venv used without activation has it only next
     # to its interpreter.
@@ -111,12 +122,12 @@ def _build() -> None:
         # Vector width and FMA of this CPU, plus OpenMP so at::parallel_for spreads the batch
         # over torch's threads.
         (
-            f"torchmem_fused_link_{_cpu_tag()}",
+            f"torchmem_fused_link_{_cpu_tag()}_{_source_tag()}",
             [*portable, "-march=native", "-fopenmp"],
             ["-fopenmp"],
         ),
         # Baseline ISA, single-threaded: for compilers without -march=native or OpenMP.
-        ("torchmem_fused_link_portable", portable, []),
+        (f"torchmem_fused_link_portable_{_source_tag()}", portable, []),
     ]
     errors = []
     for name, cflags, ldflags in attempts:

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from ..core import allocation as alloc
-from ..core import linkage
+from ..core import fused_link, linkage
 from ..core.addressing import content_weights, erase_and_add, oneplus, read_memory
 from ..core.fused_link import link_step
+
+STEP_BACKENDS = ("auto", "fused", "composed")
 
 
 class DNCMemoryState(NamedTuple):
@@ -49,15 +51,20 @@ class DNCMemory(nn.Module):
         deallocation: bool = False,
         link_sharpness: bool = False,
         link_backend: str = "auto",
+        step_backend: str = "auto",
     ):
         super().__init__()
+        if step_backend not in STEP_BACKENDS:
+            raise ValueError(
+                f"unknown DNC step_backend {step_backend!r}; valid: {', '.join(STEP_BACKENDS)}"
+            )
         self.memory_slots, self.memory_width, self.read_heads = (
             memory_slots,
             memory_width,
             read_heads,
         )
         self.masking, self.deallocation, self.link_sharpness = masking, deallocation, link_sharpness
-        self.link_backend = link_backend
+        self.link_backend, self.step_backend = link_backend, step_backend
         self._compiled = None  # (write part, read part) once compile_step() has run
         r, w = read_heads, memory_width
         self.sizes = {
@@ -112,13 +119,46 @@ class DNCMemory(nn.Module):
             out["forward_sharpness"], out["backward_sharpness"] = sharp[:, 0], sharp[:, 1]
         return out
 
+    def fused(self, hidden: Tensor) -> bool:
+        """Whether ``step`` runs as one fused C++ operator for inputs like ``hidden``.
+
+        The operator (``csrc/dnc_step.h``) covers the paper's DNC on CPU float32/float64, with
+        none of the Csordas & Schmidhuber options; everything else runs the composed step.
+        """
+        if self.step_backend == "composed":
+            return False
+        supported = (
+            not (self.masking or self.deallocation or self.link_sharpness)
+            and self.link_backend in ("auto", "cpp")
+            and self._compiled is None
+            and hidden.device.type == "cpu"
+            and hidden.dtype in (torch.float32, torch.float64)
+        )
+        if self.step_backend == "fused":
+            if not supported:
+                raise ValueError(
+                    "step_backend='fused' needs CPU float32/float64 tensors, link_backend "
+                    "'auto' or 'cpp', no compile, and masking, deallocation and "
+                    "link_sharpness off; use step_backend='auto' or 'composed'"
+                )
+            if not fused_link.cpp_available():
+                raise RuntimeError(
+                    "step_backend='fused' needs the C++ kernels, which failed to build"
+                )
+            return True
+        return supported and fused_link.cpp_available()
+
     def step(self, hidden: Tensor, state: DNCMemoryState) -> DNCMemoryState:
         """hidden (B, H) -> the memory state after one write and R reads (DNC methods).
 
-        Three parts: everything before the link update, the fused N x N link update, and
-        everything after it. The two outer parts are many small ops; ``compile_step`` hands
-        them to ``torch.compile`` (the link kernel stays a hand-written autograd Function).
+        Fused (see ``fused``): one C++ operator with a hand-written backward. Composed: three
+        parts, everything before the link update, the fused N x N link update, and everything
+        after it. The two outer parts are many small ops; ``compile_step`` hands them to
+        ``torch.compile`` (the link kernel stays a hand-written autograd Function).
         """
+        if self.fused(hidden):
+            outputs = torch.ops.torchmem_fused_link.dnc_step(self.interface(hidden), *state[:6])
+            return DNCMemoryState(*outputs)
         write_part, read_part = self._compiled or (self._write_part, self._read_part)
         p, usage, memory, write_w = write_part(hidden, state)
         # L_t, f_t = L_t w^r_{t-1}, b_t = L_t^T w^r_{t-1} in one fused pass over the N x N link.

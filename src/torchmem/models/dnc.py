@@ -41,6 +41,11 @@ class DNCConfig:
     # How the N x N link update runs: "auto" (fused C++ kernel on CPU, else fused torch ops),
     # "cpp", "torch", or "reference" (plain autograd through core.linkage; slowest).
     link_backend: str = "auto"
+    # How each memory step runs: "auto" (one fused C++ operator with a hand-written backward
+    # where it applies: CPU float32/float64, link_backend auto or cpp, none of the three
+    # options above, no compile; else the composed step), "fused" (that operator or an
+    # error), or "composed" (core functions + the link backend; any device, any option).
+    step_backend: str = "auto"
     # torch.compile the small-op parts of each memory step: much faster steps after a one-off
     # compile of a minute or two (worth it for long training runs, not for quick tests).
     compile: bool = False
@@ -78,7 +83,7 @@ class DNC(nn.Module):
         self.controller = make_controller(c.controller, c.input_size + reads, c.hidden_size)
         self.memory = DNCMemory(
             c.hidden_size, c.memory_slots, c.memory_width, c.read_heads,
-            c.masking, c.deallocation, c.link_sharpness, c.link_backend,
+            c.masking, c.deallocation, c.link_sharpness, c.link_backend, c.step_backend,
         )  # fmt: skip
         self.output = nn.Linear(c.hidden_size + reads, c.output_size)
         if c.compile:

@@ -40,8 +40,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <cmath>
 #include <iterator>
+#include <limits>
 #include <mutex>
+#include <numeric>
+#include <string>
 #include <new>
 #include <optional>
 #include <type_traits>
@@ -942,6 +946,22 @@ bool may_overwrite(const at::Tensor& grad, const at::Tensor& like) {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// As Python's @once_differentiable, for a backward that ran with grad mode on: the gradients
+// are correct, and differentiating them again raises instead of silently missing the
+// second-order terms of `what`.
+variable_list differentiable_once(variable_list result, const std::string& what) {
+  variable_list fakes;
+  for (const at::Tensor& g : result) {
+    fakes.push_back(g.defined() ? g.detach().requires_grad_(true) : at::Tensor());
+  }
+  auto error = std::make_shared<torch::autograd::DelayedError>(
+      "trying to differentiate twice " + what +
+          ", which is differentiable once; use the reference backends for higher-order "
+          "gradients",
+      static_cast<int64_t>(fakes.size()));
+  return error->apply(std::move(fakes));
+}
+
 struct LinkStep : public torch::autograd::Function<LinkStep> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& link,
                                const at::Tensor& write, const at::Tensor& precedence,
@@ -990,17 +1010,7 @@ struct LinkStep : public torch::autograd::Function<LinkStep> {
                             ctx->needs_input_grad(2) ? grad_precedence : at::Tensor(),
                             ctx->needs_input_grad(3) ? grad_read : at::Tensor()};
     if (!differentiable) return result;
-    // As Python's @once_differentiable: the gradients are correct, and differentiating them
-    // again raises instead of silently missing this node's second-order terms.
-    variable_list fakes;
-    for (const at::Tensor& g : result) {
-      fakes.push_back(g.defined() ? g.detach().requires_grad_(true) : at::Tensor());
-    }
-    auto error = std::make_shared<torch::autograd::DelayedError>(
-        "trying to differentiate twice the fused link step (cpp backend), which is "
-        "differentiable once; use backend='reference' for higher-order gradients",
-        static_cast<int64_t>(fakes.size()));
-    return error->apply(std::move(fakes));
+    return differentiable_once(std::move(result), "the fused link step (cpp backend)");
   }
 };
 
@@ -1011,6 +1021,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> link_step(const at::Tensor& link,
   variable_list out = LinkStep::apply(link, write, precedence, read);
   return {out[0], out[1], out[2]};
 }
+
+#include "dnc_step.h"
 
 }  // namespace
 
@@ -1033,8 +1045,12 @@ TORCH_LIBRARY(torchmem_fused_link, m) {
   m.def("set_pool_limit(int limit_bytes) -> int",
         [](int64_t limit) { return pool().set_limit(limit); });
   m.def("is_pooled(Tensor tensor) -> bool", &is_pooled);
+  // The whole DNC memory step (dnc_step.h), differentiable once through DncStep.
+  m.def("dnc_step(Tensor interface, Tensor memory, Tensor usage, Tensor link, "
+        "Tensor precedence, Tensor write_weights, Tensor read_weights) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(torchmem_fused_link, CompositeImplicitAutograd, m) {
   m.impl("link_step", &link_step);
+  m.impl("dnc_step", &dnc_step);
 }
