@@ -102,8 +102,9 @@ class DNC(nn.Module):
     def _step(self, x_t: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
         reads = state.read_vectors.flatten(1)
         hidden, controller = self.controller.step(torch.cat([x_t, reads], dim=-1), state.controller)
-        clip = self.config.clip
-        mem = self.memory.step(hidden.clamp(-clip, clip), DNCMemoryState(*state[1:]))
+        if self.config.clip < 1:  # both controllers' outputs lie in (-1, 1): else a no-op
+            hidden = hidden.clamp(-self.config.clip, self.config.clip)
+        mem = self.memory.step(hidden, DNCMemoryState(*state[1:]))
         return torch.cat([hidden, mem.read_vectors.flatten(1)], dim=-1), DNCState(controller, *mem)
 
     def forward(self, x: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:

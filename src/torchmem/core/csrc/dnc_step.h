@@ -115,14 +115,46 @@ void squash_interface(const DncLayout& l, const T* __restrict__ raw, T* __restri
   out[l.write_gate] = sigmoid(raw[l.write_gate]);
 }
 
+// row = old + w (add - old o erase), one slot of the erase-and-add write.
+template <typename T>
+inline void erase_and_add_row(const T* __restrict__ old, const T* __restrict__ erase,
+                              const T* __restrict__ add, T w, T* __restrict__ row, int64_t width) {
+  for (int64_t k = 0; k < width; ++k) row[k] = old[k] + w * (add[k] - old[k] * erase[k]);
+}
+
+// Backward of erase_and_add_row given d row: writes d old, adds to d add and d erase, returns
+// d w. The pointers must not alias: written with __restrict__ so that the loop vectorises.
+template <typename T>
+inline T erase_and_add_row_backward(const T* __restrict__ old, const T* __restrict__ erase,
+                                    const T* __restrict__ add, T w, const T* __restrict__ grad_row,
+                                    T* __restrict__ grad_old, T* __restrict__ grad_add,
+                                    T* __restrict__ grad_erase, int64_t width) {
+  T grad_w = T(0);
+  for (int64_t k = 0; k < width; ++k) {
+    grad_w += grad_row[k] * (add[k] - old[k] * erase[k]);
+    grad_old[k] = grad_row[k] * (T(1) - w * erase[k]);
+    grad_add[k] += grad_row[k] * w;
+    grad_erase[k] -= grad_row[k] * w * old[k];
+  }
+  return grad_w;
+}
+
+// out = source, or zeros where source is null.
+template <typename T>
+inline void copy_or_zero(const T* source, int64_t size, T* out) {
+  if (source != nullptr) {
+    std::copy(source, source + size, out);
+  } else {
+    std::fill(out, out + size, T(0));
+  }
+}
+
 // norms[n] = sqrt(|M[n]|^2 + eps^2), M (N, W).
 template <typename T>
 void slot_norms(const T* __restrict__ memory, int64_t n, int64_t width, T* __restrict__ norms) {
   for (int64_t i = 0; i < n; ++i) {
     const T* row = memory + i * width;
-    T total = T(0);
-    for (int64_t k = 0; k < width; ++k) total += row[k] * row[k];
-    norms[i] = std::sqrt(total + T(kNormEps * kNormEps));
+    norms[i] = std::sqrt(dot(row, row, width) + T(kNormEps * kNormEps));
   }
 }
 
@@ -131,15 +163,10 @@ template <typename T>
 void content_forward(const T* __restrict__ memory, const T* __restrict__ norms,
                      const T* __restrict__ key, T beta, int64_t n, int64_t width,
                      T* __restrict__ cos, T* __restrict__ weights) {
-  T key_total = T(0);
-  for (int64_t k = 0; k < width; ++k) key_total += key[k] * key[k];
-  const T key_norm = std::sqrt(key_total + T(kNormEps * kNormEps));
+  const T key_norm = std::sqrt(dot(key, key, width) + T(kNormEps * kNormEps));
   T top = -std::numeric_limits<T>::infinity();
   for (int64_t i = 0; i < n; ++i) {
-    const T* row = memory + i * width;
-    T dot = T(0);
-    for (int64_t k = 0; k < width; ++k) dot += key[k] * row[k];
-    cos[i] = dot / (key_norm * norms[i]);
+    cos[i] = dot(key, memory + i * width, width) / (key_norm * norms[i]);
     top = std::max(top, beta * cos[i]);
   }
   T total = T(0);
@@ -160,9 +187,7 @@ T content_backward(const T* __restrict__ memory, const T* __restrict__ norms,
                    const T* __restrict__ weights, const T* __restrict__ grad_weights, int64_t n,
                    int64_t width, T* __restrict__ grad_key, T* __restrict__ grad_memory,
                    T* __restrict__ grad_norms, T* __restrict__ dcos) {
-  T key_total = T(0);
-  for (int64_t k = 0; k < width; ++k) key_total += key[k] * key[k];
-  const T key_norm = std::sqrt(key_total + T(kNormEps * kNormEps));
+  const T key_norm = std::sqrt(dot(key, key, width) + T(kNormEps * kNormEps));
   T mean = T(0);
   for (int64_t i = 0; i < n; ++i) mean += weights[i] * grad_weights[i];
   T grad_beta = T(0), grad_key_norm = T(0);
@@ -176,12 +201,8 @@ T content_backward(const T* __restrict__ memory, const T* __restrict__ norms,
   grad_key_norm /= key_norm;
   for (int64_t i = 0; i < n; ++i) {
     const T ddot = dcos[i] / (key_norm * norms[i]);
-    const T* row = memory + i * width;
-    T* grad_row = grad_memory + i * width;
-    for (int64_t k = 0; k < width; ++k) {
-      grad_key[k] += ddot * row[k];
-      grad_row[k] += ddot * key[k];
-    }
+    axpy(ddot, memory + i * width, grad_key, width);
+    axpy(ddot, key, grad_memory + i * width, width);
   }
   for (int64_t k = 0; k < width; ++k) grad_key[k] += grad_key_norm * key[k] / key_norm;
   return grad_beta;
@@ -193,8 +214,7 @@ void norms_backward(const T* __restrict__ memory, const T* __restrict__ norms,
                     const T* __restrict__ grad_norms, int64_t n, int64_t width,
                     T* __restrict__ grad_memory) {
   for (int64_t i = 0; i < n; ++i) {
-    const T scale = grad_norms[i] / norms[i];
-    for (int64_t k = 0; k < width; ++k) grad_memory[i * width + k] += scale * memory[i * width + k];
+    axpy(grad_norms[i] / norms[i], memory + i * width, grad_memory + i * width, width);
   }
 }
 
@@ -241,6 +261,7 @@ void dnc_forward_one(const DncLayout& l, const DncElement<T>& e, T* __restrict__
   T* sorted = aux + l.sorted;
   T* free_before = aux + l.free_before;
   T* allocation = aux + l.allocation;
+  // Stable, as torch.sort(stable=True): ties keep slot order.
   for (int64_t i = 0; i < n; ++i) sorted[i] = T(kUsageEps) + T(1 - kUsageEps) * e.usage[i];
   std::iota(e.order, e.order + n, int64_t(0));
   std::stable_sort(e.order, e.order + n,
@@ -270,9 +291,8 @@ void dnc_forward_one(const DncLayout& l, const DncElement<T>& e, T* __restrict__
   const T* erase = params + l.erase;
   const T* add = params + l.write_vector;
   for (int64_t i = 0; i < n; ++i) {
-    const T* old = e.prev_memory + i * width;
-    T* row = e.memory + i * width;
-    for (int64_t k = 0; k < width; ++k) row[k] = old[k] + e.write[i] * (add[k] - old[k] * erase[k]);
+    erase_and_add_row(e.prev_memory + i * width, erase, add, e.write[i], e.memory + i * width,
+                      width);
   }
 
   // Link, forward and backward weightings (b must arrive zeroed).
@@ -305,9 +325,9 @@ void dnc_forward_one(const DncLayout& l, const DncElement<T>& e, T* __restrict__
     T* read = e.read + h * n;
     T* vector = e.read_vectors + h * width;
     for (int64_t i = 0; i < n; ++i) {
-      read[i] = modes[0] * backward[h * n + i] + modes[1] * content[i] + modes[2] * forward[h * n + i];
-      const T* row = e.memory + i * width;
-      for (int64_t k = 0; k < width; ++k) vector[k] += read[i] * row[k];
+      read[i] =
+          modes[0] * backward[h * n + i] + modes[1] * content[i] + modes[2] * forward[h * n + i];
+      axpy(read[i], e.memory + i * width, vector, width);
     }
   }
   std::copy(e.read, e.read + heads * n, aux + l.read_weights);
@@ -368,21 +388,14 @@ void dnc_backward_one(const DncLayout& l, const DncElement<T>& e, const DncGrads
 
   // Read vectors r[h] = sum_n w^r[h, n] M[n]: into dw^r and dM.
   const T* read = aux + l.read_weights;
-  for (int64_t i = 0; i < n * width; ++i) grad_memory[i] = g.memory ? g.memory[i] : T(0);
-  for (int64_t i = 0; i < heads * n; ++i) grad_read[i] = g.read ? g.read[i] : T(0);
+  copy_or_zero(g.memory, n * width, grad_memory);
+  copy_or_zero(g.read, heads * n, grad_read);
   if (g.read_vectors != nullptr) {
     for (int64_t h = 0; h < heads; ++h) {
       const T* dr = g.read_vectors + h * width;
       for (int64_t i = 0; i < n; ++i) {
-        const T* row = e.memory + i * width;
-        T* grad_row = grad_memory + i * width;
-        const T w = read[h * n + i];
-        T total = T(0);
-        for (int64_t k = 0; k < width; ++k) {
-          total += dr[k] * row[k];
-          grad_row[k] += w * dr[k];
-        }
-        grad_read[h * n + i] += total;
+        grad_read[h * n + i] += dot(dr, e.memory + i * width, width);
+        axpy(read[h * n + i], dr, grad_memory + i * width, width);
       }
     }
   }
@@ -440,17 +453,9 @@ void dnc_backward_one(const DncLayout& l, const DncElement<T>& e, const DncGrads
   T* grad_erase = grad_params + l.erase;
   T* grad_add = grad_params + l.write_vector;
   for (int64_t i = 0; i < n; ++i) {
-    const T* old = e.prev_memory + i * width;
-    const T* dm = grad_memory + i * width;
-    T* dold = g.prev_memory + i * width;
-    T total = T(0);
-    for (int64_t k = 0; k < width; ++k) {
-      total += dm[k] * (add[k] - old[k] * erase[k]);
-      dold[k] = dm[k] * (T(1) - write[i] * erase[k]);
-      grad_add[k] += dm[k] * write[i];
-      grad_erase[k] -= dm[k] * write[i] * old[k];
-    }
-    grad_write[i] += total;
+    grad_write[i] += erase_and_add_row_backward(
+        e.prev_memory + i * width, erase, add, write[i], grad_memory + i * width,
+        g.prev_memory + i * width, grad_add, grad_erase, width);
   }
 
   // Write weights w = g^w (g^a a + (1 - g^a) c^w).
