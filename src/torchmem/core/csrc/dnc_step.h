@@ -38,7 +38,7 @@ struct DncLayout {
   int64_t read_keys, read_strengths, write_key, write_strength, erase, write_vector,
       free_gates, allocation_gate, write_gate, read_modes, interface;
   // saved per batch element for the backward ("aux")
-  int64_t write_weights, allocation, write_content, write_cos, prev_norms, usage, sorted,
+  int64_t write_weights, allocation, write_content, write_cos, prev_norms, sorted,
       free_before, norms, read_content, read_cos, forward, backward, read_weights, aux;
 
   DncLayout(int64_t n_, int64_t width_, int64_t heads_) : n(n_), width(width_), heads(heads_) {
@@ -65,7 +65,6 @@ struct DncLayout {
     write_content = take(n);
     write_cos = take(n);
     prev_norms = take(n);
-    usage = take(n);
     sorted = take(n);
     free_before = take(n);
     norms = take(n);
@@ -331,7 +330,6 @@ void dnc_forward_one(const DncLayout& l, const DncElement<T>& e, T* __restrict__
     }
   }
   std::copy(e.read, e.read + heads * n, aux + l.read_weights);
-  std::copy(e.usage, e.usage + n, aux + l.usage);
 }
 
 // Gradients of one batch element: incoming ones (d of the outputs) may be null and are then
