@@ -46,8 +46,9 @@ class DNCConfig:
     # options above, no compile; else the composed step), "fused" (that operator or an
     # error), or "composed" (core functions + the link backend; any device, any option).
     step_backend: str = "auto"
-    # torch.compile the small-op parts of each memory step: much faster steps after a one-off
-    # compile of a minute or two (worth it for long training runs, not for quick tests).
+    # torch.compile the small-op parts of the composed step (a one-off compile of a minute or
+    # so). It turns the fused step off: on CPU the fused step is the faster of the two, so this
+    # is for the composed path (other devices, the options above).
     compile: bool = False
 
 
