@@ -65,6 +65,10 @@ def test_list_shows_models_tasks_and_options(capsys):
         "repeat_copy",
         "associative_recall",
         "priority_sort",
+        "sorting",
+        "memoria-transformer",
+        "segment-transformer",
+        "transformer-xl",
     ):
         assert f"\n  {name} " in out, name
     assert "memory_slots=128" in out and "max_length=20" in out and "batch_size=16" in out
@@ -74,16 +78,16 @@ def test_list_shows_models_tasks_and_options(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["train", "--model", "transformer"], "valid models: dnc, lstm, ntm"),
+        (["train", "--model", "transformer"], "valid models: dnc, lstm, memoria-transformer, ntm"),
         (
-            ["train", "--task", "sorting"],
-            "valid tasks: associative_recall, copy, priority_sort, repeat_copy",
+            ["train", "--task", "sort"],
+            "valid tasks: associative_recall, copy, priority_sort, repeat_copy, sorting",
         ),
         (["train", "--model", "dnc", "--set", "slots=3"], "memory_slots"),
         (["train", "--set", "model.max_length=3"], "unknown model option 'max_length'"),
         (["train", "--set", "noequals"], "expected key=value"),
         (["eval", "no/such/run"], "no run folder at no/such/run"),
-        (["compare", "--models", "ntm,gru"], "valid models: dnc, lstm, ntm"),
+        (["compare", "--models", "ntm,gru"], "valid models: dnc, lstm, memoria-transformer, ntm"),
         (["compare", "--set", "gru.hidden_size=3"], "unknown prefix 'gru'"),
     ],
 )

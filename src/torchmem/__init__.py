@@ -9,7 +9,18 @@
 
 from .models.dnc import DNC, DNCConfig, DNCState
 from .models.lstm import LSTM, LSTMConfig
+from .models.memoria_transformer import (
+    MemoriaTransformer,
+    MemoriaTransformerConfig,
+    MemoriaTransformerState,
+)
 from .models.ntm import NTM, NTMConfig, NTMState
+from .models.segment_transformer import (
+    SegmentTransformer,
+    SegmentTransformerConfig,
+    TransformerXL,
+    TransformerXLConfig,
+)
 from .registry import MODELS, make_model, model_options
 from .state import detach_state, map_state, state_to
 
@@ -22,9 +33,16 @@ __all__ = [
     "LSTM",
     "LSTMConfig",
     "MODELS",
+    "MemoriaTransformer",
+    "MemoriaTransformerConfig",
+    "MemoriaTransformerState",
     "NTM",
     "NTMConfig",
     "NTMState",
+    "SegmentTransformer",
+    "SegmentTransformerConfig",
+    "TransformerXL",
+    "TransformerXLConfig",
     "detach_state",
     "make_model",
     "map_state",

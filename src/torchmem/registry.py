@@ -10,7 +10,14 @@ from torch import nn
 from .config import config_fields
 from .models.dnc import DNC, DNCConfig
 from .models.lstm import LSTM, LSTMConfig
+from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
 from .models.ntm import NTM, NTMConfig
+from .models.segment_transformer import (
+    SegmentTransformer,
+    SegmentTransformerConfig,
+    TransformerXL,
+    TransformerXLConfig,
+)
 
 
 class ModelSpec(NamedTuple):
@@ -23,6 +30,21 @@ MODELS: dict[str, ModelSpec] = {
     "ntm": ModelSpec(NTM, NTMConfig, "Neural Turing Machine (Graves et al. 2014)"),
     "dnc": ModelSpec(DNC, DNCConfig, "Differentiable Neural Computer (Graves et al. 2016)"),
     "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
+    "memoria-transformer": ModelSpec(
+        MemoriaTransformer,
+        MemoriaTransformerConfig,
+        "Memoria Transformer: segment-wise GPT with engram memory (Park & Bak 2024)",
+    ),
+    "segment-transformer": ModelSpec(
+        SegmentTransformer,
+        SegmentTransformerConfig,
+        "causal transformer restarted every segment, no memory (Memoria baseline)",
+    ),
+    "transformer-xl": ModelSpec(
+        TransformerXL,
+        TransformerXLConfig,
+        "segment transformer with a stop-gradient cache of past segments (Dai et al. 2019)",
+    ),
 }
 
 

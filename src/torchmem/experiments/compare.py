@@ -236,9 +236,11 @@ def split_compare_overrides(
             for owner in owners:
                 per_model[owner].update(split_overrides(owner, task, {f"model.{option}": value})[0])
         elif kinds == ["task"]:
-            task_opts.update(split_overrides(models[0], task, {f"task.{option}": value})[1])
+            task_opts[option] = value
         else:
             train_opts.update(split_overrides(models[0], task, {f"train.{option}": value})[2])
+    # Task options are checked together: a task config may relate them (min <= max length).
+    task_opts = split_overrides(models[0], task, {f"task.{k}": v for k, v in task_opts.items()})[1]
     return per_model, task_opts, train_opts
 
 

@@ -24,6 +24,7 @@ from .bits import (
     RepeatCopyConfig,
     RepeatCopyTask,
 )
+from .sorting import SortingConfig, SortingTask
 
 __all__ = [
     "Batch",
@@ -40,6 +41,8 @@ __all__ = [
     "AssociativeRecallTask",
     "PrioritySortConfig",
     "PrioritySortTask",
+    "SortingConfig",
+    "SortingTask",
 ]
 
 #: Task name -> (task class, config class). Task classes take the config as
@@ -49,6 +52,7 @@ TASKS: dict[str, tuple[type, type]] = {
     "repeat_copy": (RepeatCopyTask, RepeatCopyConfig),
     "associative_recall": (AssociativeRecallTask, AssociativeRecallConfig),
     "priority_sort": (PrioritySortTask, PrioritySortConfig),
+    "sorting": (SortingTask, SortingConfig),
 }
 
 
