@@ -78,7 +78,10 @@ def test_list_shows_models_tasks_and_options(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["train", "--model", "transformer"], "valid models: dnc, lstm, memoria-transformer, ntm"),
+        (
+            ["train", "--model", "transformer"],
+            "valid models: dnc, lstm, memnet, memoria-transformer, ntm",
+        ),
         (
             ["train", "--task", "sort"],
             "valid tasks: associative_recall, copy, priority_sort, repeat_copy, sorting",
@@ -87,7 +90,10 @@ def test_list_shows_models_tasks_and_options(capsys):
         (["train", "--set", "model.max_length=3"], "unknown model option 'max_length'"),
         (["train", "--set", "noequals"], "expected key=value"),
         (["eval", "no/such/run"], "no run folder at no/such/run"),
-        (["compare", "--models", "ntm,gru"], "valid models: dnc, lstm, memoria-transformer, ntm"),
+        (
+            ["compare", "--models", "ntm,gru"],
+            "valid models: dnc, lstm, memnet, memoria-transformer, ntm",
+        ),
         (["compare", "--set", "gru.hidden_size=3"], "unknown prefix 'gru'"),
     ],
 )

@@ -183,7 +183,9 @@ def test_registry_and_options():
     assert model.config.memory_slots == 9 and model.config.masking is True
     with pytest.raises(ValueError, match="valid options:.*memory_slots"):
         make_model("ntm", 4, 3, memroy_slots=3)
-    with pytest.raises(ValueError, match="valid models: dnc, lstm, memoria-transformer, ntm"):
+    with pytest.raises(
+        ValueError, match="valid models: dnc, lstm, memnet, memoria-transformer, ntm"
+    ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):
         make_model("ntm", 4, 3, memory_slots="many")

@@ -267,7 +267,9 @@ def test_make_train_config_on_top_of_a_saved_one():
 def test_train_config_validation_and_optimizers():
     with pytest.raises(ValueError, match="valid optimizers: adam, rmsprop"):
         TrainConfig(optimizer="sgd")
-    with pytest.raises(ValueError, match="valid models: dnc, lstm, memoria-transformer, ntm"):
+    with pytest.raises(
+        ValueError, match="valid models: dnc, lstm, memnet, memoria-transformer, ntm"
+    ):
         TrainConfig(model="gru")
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         TrainConfig(steps=0)

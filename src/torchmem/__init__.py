@@ -9,6 +9,7 @@
 
 from .models.dnc import DNC, DNCConfig, DNCState
 from .models.lstm import LSTM, LSTMConfig
+from .models.memnet import MemNet, MemNetConfig, MemNetState
 from .models.memoria_transformer import (
     MemoriaTransformer,
     MemoriaTransformerConfig,
@@ -33,6 +34,9 @@ __all__ = [
     "LSTM",
     "LSTMConfig",
     "MODELS",
+    "MemNet",
+    "MemNetConfig",
+    "MemNetState",
     "MemoriaTransformer",
     "MemoriaTransformerConfig",
     "MemoriaTransformerState",

@@ -10,6 +10,7 @@ from torch import nn
 from .config import config_fields
 from .models.dnc import DNC, DNCConfig
 from .models.lstm import LSTM, LSTMConfig
+from .models.memnet import MemNet, MemNetConfig
 from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
 from .models.ntm import NTM, NTMConfig
 from .models.segment_transformer import (
@@ -30,6 +31,11 @@ MODELS: dict[str, ModelSpec] = {
     "ntm": ModelSpec(NTM, NTMConfig, "Neural Turing Machine (Graves et al. 2014)"),
     "dnc": ModelSpec(DNC, DNCConfig, "Differentiable Neural Computer (Graves et al. 2016)"),
     "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
+    "memnet": ModelSpec(
+        MemNet,
+        MemNetConfig,
+        "MemNet: Hebbian graph memory, meta-policy reads, dreaming (Memory Is All You Need)",
+    ),
     "memoria-transformer": ModelSpec(
         MemoriaTransformer,
         MemoriaTransformerConfig,

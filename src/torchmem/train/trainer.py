@@ -324,6 +324,22 @@ def model_name_of(model: nn.Module) -> str:
     return type(model).__name__
 
 
+def forward_with_losses(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """A training forward pass: ``(outputs, {name: term})``.
+
+    A model with auxiliary objectives defines ``forward_with_losses(x) -> (y, state, terms)``,
+    each term a ``(value, weight)`` pair (:class:`torchmem.core.regularizers.LossTerm`: a
+    scalar tensor and its weight in the total loss); any other model is called as
+    ``model(x)`` and has no terms.
+    """
+    hook = getattr(model, "forward_with_losses", None)
+    if hook is None:
+        outputs, _ = model(inputs)
+        return outputs, {}
+    outputs, _, terms = hook(inputs)
+    return outputs, dict(terms)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -450,8 +466,11 @@ def train(
     Each ``metrics.jsonl`` record holds ``step``; the training ``loss``,
     ``bit_errors_per_sequence``, ``sequence_accuracy`` (and any other task metric) and
     ``grad_norm`` (before clipping), each averaged over the steps since the previous
-    record; at evaluation steps ``eval_<metric>`` on the held-out set; ``wall_seconds``
-    and ``cpu_seconds`` (``time.process_time``, all threads) spent in training so far.
+    record; for a model with auxiliary loss terms (see :func:`forward_with_losses`) also
+    ``loss_<name>``, each term's unweighted value, and ``loss_total``, the objective
+    optimised (``loss`` stays the task loss, comparable across models); at evaluation
+    steps ``eval_<metric>`` on the held-out set; ``wall_seconds`` and ``cpu_seconds``
+    (``time.process_time``, all threads) spent in training so far.
 
     Args:
         config: the run's settings.
@@ -577,8 +596,10 @@ def train(
     with bar:
         while step < config.steps:
             batch = task.sample(config.batch_size, generator=data_generator).to(device)
-            outputs, _ = model(batch.inputs)
+            outputs, terms = forward_with_losses(model, batch.inputs)
             loss = task.loss(outputs, batch)
+            for term in terms.values():
+                loss = loss + term.weight * term.value
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # An infinite threshold measures the norm and leaves the gradients unscaled.
@@ -590,6 +611,11 @@ def train(
 
             for key, value in task.metrics(outputs.detach(), batch).items():
                 sums[key] = sums.get(key, 0.0) + float(value)
+            for name, term in terms.items():
+                value = float(term.value.detach())
+                sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value
+            if terms:
+                sums["loss_total"] = sums.get("loss_total", 0.0) + float(loss.detach())
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
             counted += 1
 
@@ -729,6 +755,7 @@ __all__ = [
     "count_parameters",
     "eval_seed",
     "evaluate",
+    "forward_with_losses",
     "load_run",
     "make_optimizer",
     "make_train_config",
