@@ -1,9 +1,9 @@
 """The ``torchmem`` command: a thin layer that parses arguments and calls library functions.
 
-Subcommands: ``train``, ``eval``, ``plot``, ``list``, ``compare``, ``bench``. Errors from
-the library (unknown names or options, missing or corrupt files) print one line,
-``torchmem: error: <message>``, and exit with status 2; set ``TORCHMEM_DEBUG=1`` to see the
-traceback instead.
+Subcommands: ``train``, ``eval``, ``plot``, ``list``, ``compare``, ``bench``,
+``bench-memoria``. Errors from the library (unknown names or options, missing or corrupt
+files) print one line, ``torchmem: error: <message>``, and exit with status 2; set
+``TORCHMEM_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -135,11 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bars, no table")
     compare.set_defaults(handler=_compare)
 
-    # `torchmem bench ...` is dispatched in main before parsing (its arguments belong to the
-    # benchmark); the entry here documents it in `torchmem --help`.
+    # `torchmem bench ...` and `torchmem bench-memoria ...` are dispatched in main before
+    # parsing (their arguments belong to the benchmark); the entries here document them in
+    # `torchmem --help`.
     commands.add_parser(
         "bench",
         help="run the DNC benchmarks (arguments go to torchmem.bench.dnc_bench)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "bench-memoria",
+        help="run the Memoria benchmark (arguments go to torchmem.bench.memoria_bench)",
         add_help=False,
     )
     return parser
@@ -249,11 +255,15 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(argv: list[str]) -> int:
+# subcommand -> benchmark module; each benchmark parses its own arguments
+_BENCHMARKS = {"bench": "torchmem.bench.dnc_bench", "bench-memoria": "torchmem.bench.memoria_bench"}
+
+
+def _bench(argv: list[str], module_name: str = _BENCHMARKS["bench"]) -> int:
     try:
-        module = importlib.import_module("torchmem.bench.dnc_bench")
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name != "torchmem.bench.dnc_bench":
+        if error.name != module_name:
             raise
         raise ValueError("the benchmarks are not available in this installation") from None
     try:
@@ -275,8 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``torchmem`` command; returns the exit status instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["bench"]:
-            return _bench(argv[1:])
+        if argv[:1] and argv[0] in _BENCHMARKS:
+            return _bench(argv[1:], _BENCHMARKS[argv[0]])
         parser = build_parser()
         try:
             args = parser.parse_args(argv)

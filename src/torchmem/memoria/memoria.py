@@ -333,13 +333,15 @@ class Memoria:
         )
         if delta.dtype.is_complex or delta.dtype == torch.bool:
             raise ValueError(f"lifespan_delta must be a real tensor, got dtype {delta.dtype}")
-        try:
-            torch.broadcast_shapes(delta.shape, indices.shape)
-        except RuntimeError:
+        # The broadcasting rule by hand: torch.broadcast_shapes imports sympy on first use,
+        # most of a second in a fresh process.
+        if not all(
+            a == b or a == 1 or b == 1 for a, b in zip(delta.shape[::-1], indices.shape[::-1])
+        ):
             raise ValueError(
                 f"lifespan_delta of shape {tuple(delta.shape)} does not match indices of shape "
                 f"{tuple(indices.shape)}"
-            ) from None
+            )
         if delta.is_floating_point() and not bool(torch.isfinite(delta).all()):
             raise ValueError("lifespan_delta holds NaN or infinite values")
         delta = delta.to(self.device)
