@@ -84,7 +84,8 @@ def test_list_shows_models_tasks_and_options(capsys):
         ),
         (
             ["train", "--task", "sort"],
-            "valid tasks: associative_recall, copy, priority_sort, repeat_copy, sorting",
+            "valid tasks: associative_recall, copy, gap_recall, priority_sort, repeat_copy, "
+            "sorting",
         ),
         (["train", "--model", "dnc", "--set", "slots=3"], "memory_slots"),
         (["train", "--set", "model.max_length=3"], "unknown model option 'max_length'"),

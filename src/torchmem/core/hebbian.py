@@ -50,8 +50,8 @@ def hebbian_update(
     would only echo the base read back onto itself), so A's diagonal stays zero.
     """
     outer = pre.unsqueeze(-1) * post.unsqueeze(-2)  # (B, N, N) Pre_i Post_j
-    eye = torch.eye(outer.shape[-1], dtype=torch.bool, device=outer.device)
-    outer = outer.masked_fill(eye, 0.0)
+    # In place on a fresh tensor (the product's backward does not read it): no N x N mask.
+    outer.diagonal(dim1=-2, dim2=-1).zero_()
     updated = adjacency * (1.0 - decay) + outer * rate
     return updated if max_row_sum is None else bound_rows(updated, max_row_sum)
 

@@ -89,11 +89,13 @@ class TransformerController(nn.Module):
             q, key, value = block.qkv(block.attention_norm(x)).split(d, dim=-1)
             keys = torch.cat([state.keys[:, layer], key.unsqueeze(1)], dim=1)  # (B, C + 1, D)
             values = torch.cat([state.values[:, layer], value.unsqueeze(1)], dim=1)
-            heads_k = keys.view(b, -1, k, d // k)
-            scores = torch.einsum("bkh,bckh->bkc", q.view(b, k, d // k), heads_k)
+            # Batched matmuls over (B, K): cheaper to dispatch than the equivalent einsums.
+            heads_k = keys.view(b, -1, k, d // k).permute(0, 2, 3, 1)  # (B, K, D / K, C + 1)
+            scores = torch.matmul(q.view(b, k, 1, d // k), heads_k).squeeze(2)  # (B, K, C + 1)
             scores = scores / math.sqrt(d // k) + self.position_bias[layer]
             weights = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
-            mixed = torch.einsum("bkc,bckh->bkh", weights, values.view(b, -1, k, d // k))
+            heads_v = values.view(b, -1, k, d // k).transpose(1, 2)  # (B, K, C + 1, D / K)
+            mixed = torch.matmul(weights.unsqueeze(2), heads_v)  # (B, K, 1, D / K)
             x = x + block.attention_out(mixed.reshape(b, d))
             x = x + block.mlp(block.mlp_norm(x))
             new_keys.append(keys[:, 1:])

@@ -24,6 +24,7 @@ from .bits import (
     RepeatCopyConfig,
     RepeatCopyTask,
 )
+from .gap_recall import GapRecallConfig, GapRecallTask, gaps_of
 from .sorting import SortingConfig, SortingTask
 
 __all__ = [
@@ -39,6 +40,9 @@ __all__ = [
     "RepeatCopyTask",
     "AssociativeRecallConfig",
     "AssociativeRecallTask",
+    "GapRecallConfig",
+    "GapRecallTask",
+    "gaps_of",
     "PrioritySortConfig",
     "PrioritySortTask",
     "SortingConfig",
@@ -51,6 +55,7 @@ TASKS: dict[str, tuple[type, type]] = {
     "copy": (CopyTask, CopyConfig),
     "repeat_copy": (RepeatCopyTask, RepeatCopyConfig),
     "associative_recall": (AssociativeRecallTask, AssociativeRecallConfig),
+    "gap_recall": (GapRecallTask, GapRecallConfig),
     "priority_sort": (PrioritySortTask, PrioritySortConfig),
     "sorting": (SortingTask, SortingConfig),
 }
