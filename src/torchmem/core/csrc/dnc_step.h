@@ -19,7 +19,7 @@
 //   c^w       = softmax(beta^w cos(k^w, M_{t-1}))                           write content
 //   w^w[n]    = g^w (g^a a[n] + (1 - g^a) c^w[n])                           write weights
 //   M[n, :]   = M_{t-1}[n, :] + w^w[n] (v - M_{t-1}[n, :] o e)              erase and add
-//   L, f, b   = the fused link step (link_kernels above)                    temporal link
+//   L, f, b   = the fused link step (fused_link.cpp's kernels)              temporal link
 //   p         = (1 - sum_n w^w[n]) p_{t-1} + w^w                            precedence
 //   c^r[h]    = softmax(beta^r[h] cos(k^r[h], M))                           read content
 //   w^r[h]    = pi^h[0] b[h] + pi^h[1] c^r[h] + pi^h[2] f[h]                read modes
@@ -359,8 +359,8 @@ inline int64_t dnc_backward_scratch(const DncLayout& l) {
   return l.interface + l.n * l.width + 5 * l.n + 4 * l.heads * l.n + 2 * l.n;
 }
 
-// `zeros` is n zeros, read in place of a missing dL_t.
-
+// One batch element backward, the forward's steps in reverse. `scratch` holds
+// dnc_backward_scratch(l) elements; `zeros` is n zeros, read in place of a missing dL_t.
 template <typename T>
 void dnc_backward_one(const DncLayout& l, const DncElement<T>& e, const DncGrads<T>& g,
                       T* __restrict__ scratch, BackwardKernel<T> link_kernel,
