@@ -58,6 +58,7 @@ from ..tasks import GapRecallConfig, GapRecallTask
 from ..tasks.base import Batch
 from ..train import eval_seed
 from ..train.trainer import count_parameters, forward_with_losses, make_optimizer, seed_everything
+from ._cli import add_eval_arguments, add_gap_task_arguments, add_training_arguments, names
 from .memnet_gap import SCALE_OPTIONS, gap_bins, score_by_gap
 
 RESULTS_JSON = "results.json"
@@ -449,18 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--steps-per-task", type=int, default=500)
-    parser.add_argument("--bits", type=int, default=4)
-    parser.add_argument("--facts", type=int, default=2)
-    parser.add_argument("--max-gap", type=int, default=14)
+    add_gap_task_arguments(parser)
     parser.add_argument("--segment-length", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-batches", type=int, default=2)
-    parser.add_argument("--eval-batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--no-plot", action="store_true")
+    add_eval_arguments(parser, 2, 256)
+    add_training_arguments(parser, overwrite=False)
     return parser
 
 
@@ -469,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     run_continual_experiment(
         args.out,
-        models=[name.strip() for name in args.models.split(",") if name.strip()],
+        models=names(args.models),
         tasks=args.tasks,
         steps_per_task=args.steps_per_task,
         bits=args.bits,

@@ -59,7 +59,8 @@ from ..tasks import GapRecallConfig, GapRecallTask
 from ..tasks.base import bit_errors
 from ..train import TrainConfig, eval_seed, load_run, train
 from ..train.trainer import seed_everything
-from .memnet_gap import SCALE_OPTIONS, _normalise, memory_stats
+from ._cli import add_gap_task_arguments, add_training_arguments
+from .memnet_gap import SCALE_OPTIONS, _normalise, gap_train_config, memory_stats
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -251,21 +252,8 @@ def run_dynamics_experiment(
     targets = list(range(every, steps, every)) + [steps]
 
     def config_for(target: int) -> TrainConfig:
-        return TrainConfig(
-            model="memnet",
-            task="gap_recall",
-            steps=target,
-            batch_size=batch_size,
-            lr=lr,
-            grad_clip=10.0,
-            seed=seed,
-            eval_every=0,
-            eval_batches=1,
-            eval_batch_size=64,
-            checkpoint_every=0,
-            log_every=max(1, min(50, every)),
-            model_options=options,
-            task_options=task_options,
+        return gap_train_config(
+            "memnet", target, batch_size, lr, seed, max(1, min(50, every)), options, task_options
         )
 
     config_for(steps)  # a bad option fails before anything runs
@@ -472,20 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/memnet-dynamics"))
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=100, help="probe every this many steps")
-    parser.add_argument("--bits", type=int, default=4)
-    parser.add_argument("--facts", type=int, default=2)
-    parser.add_argument("--max-gap", type=int, default=14)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    add_gap_task_arguments(parser)
     parser.add_argument("--probe-size", type=int, default=256)
     parser.add_argument("--threshold", type=float, default=0.5, help="overwrite event level")
     parser.add_argument("--slots", type=int, default=None, help="memory slots (default 16)")
     parser.add_argument("--hidden-size", type=int, default=None, help="default 64")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--no-plot", action="store_true")
+    add_training_arguments(parser)
     return parser
 
 

@@ -43,6 +43,7 @@ from ..core.regularizers import normalized_entropy
 from ..tasks import GapRecallConfig, GapRecallTask
 from ..tasks.base import bit_errors
 from ..train import CONFIG_FILE, TrainConfig, eval_seed, load_run, train
+from ._cli import add_eval_arguments, add_gap_task_arguments, add_training_arguments, names
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -154,6 +155,36 @@ def score_by_gap(
     return result
 
 
+def gap_train_config(
+    model: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log_every: int,
+    model_options: dict,
+    task_options: dict,
+) -> TrainConfig:
+    """The trainer settings of the gap-recall experiments: Adam, gradient clip 10, no
+    held-out evaluation or checkpoints during training (the experiments score afterwards)."""
+    return TrainConfig(
+        model=model,
+        task="gap_recall",
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        grad_clip=10.0,
+        seed=seed,
+        eval_every=0,
+        eval_batches=1,
+        eval_batch_size=64,
+        checkpoint_every=0,
+        log_every=log_every,
+        model_options=model_options,
+        task_options=task_options,
+    )
+
+
 def run_gap_experiment(
     out_dir: str | Path,
     variants: Sequence[str] = DEFAULT_VARIANTS,
@@ -214,22 +245,10 @@ def run_gap_experiment(
         options = {**SCALE_OPTIONS.get(model, {}), **options, **model_options.get(name, {})}
         if model == "segment-transformer":
             options.setdefault("segment_length", segment_length)
-        configs[name] = TrainConfig(
-            model=model,
-            task="gap_recall",
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            grad_clip=10.0,
-            seed=seed,
-            eval_every=0,
-            eval_batches=1,
-            eval_batch_size=64,
-            checkpoint_every=0,
-            log_every=max(1, min(50, steps)),
-            model_options=options,
-            task_options=task_options,
-        )  # built up front so that a bad option fails before any training
+        # Built up front so that a bad option fails before any training.
+        configs[name] = gap_train_config(
+            model, steps, batch_size, lr, seed, max(1, min(50, steps)), options, task_options
+        )
     settings = {
         "variants": list(variants),
         "steps": steps,
@@ -382,20 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(VARIANTS),
     )  # fmt: skip
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--bits", type=int, default=4)
-    parser.add_argument("--facts", type=int, default=2)
-    parser.add_argument("--max-gap", type=int, default=14)
+    add_gap_task_arguments(parser)
     parser.add_argument("--segment-length", type=int, default=8)
     parser.add_argument("--bin-width", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-batches", type=int, default=4)
-    parser.add_argument("--eval-batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--no-plot", action="store_true")
+    add_eval_arguments(parser, 4, 256)
+    add_training_arguments(parser)
     return parser
 
 
@@ -404,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     run_gap_experiment(
         args.out,
-        variants=[name.strip() for name in args.variants.split(",") if name.strip()],
+        variants=names(args.variants),
         steps=args.steps,
         bits=args.bits,
         facts=args.facts,

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..train import CONFIG_FILE, TrainConfig, train
+from ._cli import add_eval_arguments, add_training_arguments, names
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -261,15 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--segment-length", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-batches", type=int, default=4)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--no-plot", action="store_true")
+    add_eval_arguments(parser, 4, 64)
+    add_training_arguments(parser)
     return parser
 
 
@@ -280,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_sorting_experiment(
         args.out,
         lengths=lengths,
-        models=[name.strip() for name in args.models.split(",") if name.strip()],
+        models=names(args.models),
         steps=args.steps,
         symbols=args.symbols,
         segment_length=args.segment_length,

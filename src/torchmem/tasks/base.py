@@ -110,6 +110,23 @@ def random_bits(
     return bits.to(torch.float32)
 
 
+def distinct_rows(items: Tensor, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Redraw, in place, random bits for items equal to an earlier item of their example.
+
+    items (B, K, D) bits -> the same tensor, each example's K rows now distinct. Redraws only
+    the repeated rows, so a batch without repeats leaves the generator untouched.
+    """
+    count = items.shape[1]
+    earlier = torch.ones(count, count, dtype=torch.bool, device=device).tril(-1)
+    while True:
+        same = (items.unsqueeze(2) == items.unsqueeze(1)).all(dim=-1)  # (B, K, K)
+        repeated = (same & earlier).any(dim=-1)  # (B, K): equals an earlier item
+        redraw = int(repeated.sum().item())
+        if redraw == 0:
+            return items
+        items[repeated] = random_bits((redraw, items.shape[-1]), generator, device)
+
+
 def sample_int(low: int, high: int, generator: torch.Generator | None, device: torch.device) -> int:
     """One integer uniform on the inclusive range ``[low, high]``."""
     if low == high:

@@ -15,12 +15,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from .base import (
     Batch,
     BitTask,
     check_batch_size,
+    distinct_rows,
     generator_device,
     random_bits,
     resolve_count,
@@ -325,27 +325,6 @@ class AssociativeRecallTask(BitTask):
     def input_labels(self) -> list[str]:
         return [f"bit {i}" for i in range(self.config.bits)] + ["item", "query"]
 
-    def _distinct_items(
-        self, items: Tensor, generator: torch.Generator | None, device: torch.device
-    ) -> Tensor:
-        """Redraw repeated items until every example's items are distinct.
-
-        Args:
-            items: ``(B, K, D)`` bits, ``D = item_length * bits``.
-
-        Returns:
-            ``(B, K, D)``, each row a set of distinct items.
-        """
-        num_items = items.shape[1]
-        earlier = torch.ones(num_items, num_items, dtype=torch.bool, device=device).tril(-1)
-        while True:
-            same = (items.unsqueeze(2) == items.unsqueeze(1)).all(dim=-1)  # (B, K, K)
-            repeated = (same & earlier).any(dim=-1)  # (B, K): equals an earlier item
-            count = int(repeated.sum().item())
-            if count == 0:
-                return items
-            items[repeated] = random_bits((count, items.shape[-1]), generator, device)
-
     def sample(
         self,
         batch_size: int,
@@ -372,7 +351,7 @@ class AssociativeRecallTask(BitTask):
         size = cfg.item_length
 
         flat = random_bits((batch_size, k, size * cfg.bits), generator, device)
-        items = self._distinct_items(flat, generator, device).view(batch_size, k, size, cfg.bits)
+        items = distinct_rows(flat, generator, device).view(batch_size, k, size, cfg.bits)
         query_index = torch.randint(0, k - 1, (batch_size,), generator=generator, device=device)
         rows = torch.arange(batch_size, device=device)
         query = items[rows, query_index]  # (B, I, bits)

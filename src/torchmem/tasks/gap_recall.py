@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Batch, BitTask, check_batch_size, generator_device, random_bits
+from .base import Batch, BitTask, check_batch_size, distinct_rows, generator_device, random_bits
 
 __all__ = ["GapRecallConfig", "GapRecallTask", "gaps_of"]
 
@@ -104,20 +104,6 @@ class GapRecallTask(BitTask):
     def describe(self, batch: Batch, index: int) -> str:
         return f"gap {int(gaps_of(_row(batch, index), self.config.bits))}"
 
-    def _distinct_keys(
-        self, keys: Tensor, generator: torch.Generator | None, device: torch.device
-    ) -> Tensor:
-        """Redraw repeated keys (B, K, bits) until each example's keys are distinct."""
-        count = keys.shape[1]
-        earlier = torch.ones(count, count, dtype=torch.bool, device=device).tril(-1)
-        while True:
-            same = (keys.unsqueeze(2) == keys.unsqueeze(1)).all(dim=-1)  # (B, K, K)
-            repeated = (same & earlier).any(dim=-1)
-            n = int(repeated.sum().item())
-            if n == 0:
-                return keys
-            keys[repeated] = random_bits((n, keys.shape[-1]), generator, device)
-
     def sample(
         self,
         batch_size: int,
@@ -167,8 +153,8 @@ class GapRecallTask(BitTask):
         priority[rows, queried] = 2.0  # above every random priority: always chosen, first
         positions = torch.topk(priority, facts, dim=1).indices  # (B, K), [:, 0] = queried
 
-        keys = self._distinct_keys(random_bits((batch_size, facts, bits), generator, device),
-                                   generator, device)  # fmt: skip
+        keys = distinct_rows(random_bits((batch_size, facts, bits), generator, device),
+                             generator, device)  # fmt: skip
         values = random_bits((batch_size, facts, bits), generator, device)
         noise = random_bits((batch_size, stream, 2 * bits), generator, device)
 
