@@ -10,6 +10,8 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
+from ..core import fused_link
+
 
 class LSTMState(NamedTuple):
     """State of one LSTM layer, batch first."""
@@ -35,11 +37,17 @@ class Controller(Protocol):
 
 
 class LSTMController(nn.Module):
-    """One LSTM cell stepped by hand so the memory's reads can be fed back every step."""
+    """One LSTM cell stepped by hand so the memory's reads can be fed back every step.
 
-    def __init__(self, input_size: int, hidden_size: int):
+    ``fused``: on CPU float32/float64, run the step as one C++ operator with a hand-written
+    backward (``csrc/lstm_cell.h``; nn.LSTMCell's maths and parameters, about twice as fast at
+    the benchmark's sizes, differentiable once). False, or anywhere else: ``nn.LSTMCell``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, fused: bool = True):
         super().__init__()
         self.hidden_size = hidden_size
+        self.fused = fused
         self.cell = nn.LSTMCell(input_size, hidden_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> LSTMState:
@@ -48,8 +56,23 @@ class LSTMController(nn.Module):
 
     def step(self, inputs: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """inputs (B, I) -> output h_t (B, H) and the new state."""
-        hidden, cell = self.cell(inputs, (state.hidden, state.cell))
+        if self._use_fused(inputs):
+            c = self.cell
+            hidden, cell = torch.ops.torchmem_fused_link.lstm_cell(
+                inputs, state.hidden, state.cell, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh
+            )
+        else:
+            hidden, cell = self.cell(inputs, (state.hidden, state.cell))
         return hidden, LSTMState(hidden, cell)
+
+    def _use_fused(self, inputs: Tensor) -> bool:
+        return (
+            self.fused
+            and inputs.device.type == "cpu"
+            and inputs.dtype in (torch.float32, torch.float64)
+            and inputs.dtype == self.cell.weight_ih.dtype
+            and fused_link.cpp_available()
+        )
 
 
 class FeedForwardController(nn.Module):
@@ -73,9 +96,13 @@ class FeedForwardController(nn.Module):
 CONTROLLERS = {"lstm": LSTMController, "feedforward": FeedForwardController}
 
 
-def make_controller(kind: str, input_size: int, hidden_size: int) -> nn.Module:
+def make_controller(kind: str, input_size: int, hidden_size: int, fused: bool = True) -> nn.Module:
+    """``fused`` applies to the LSTM controller (see LSTMController); the feed-forward one is a
+    single Linear + tanh already."""
     if kind not in CONTROLLERS:
         raise ValueError(
             f"unknown controller {kind!r}; valid controllers: {', '.join(CONTROLLERS)}"
         )
+    if kind == "lstm":
+        return LSTMController(input_size, hidden_size, fused)
     return CONTROLLERS[kind](input_size, hidden_size)

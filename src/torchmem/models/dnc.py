@@ -50,6 +50,9 @@ class DNCConfig:
     # so). It turns the fused step off: on CPU the fused step is the faster of the two, so this
     # is for the composed path (other devices, the options above).
     compile: bool = False
+    # Run the LSTM controller's step as one C++ operator on CPU (nn.LSTMCell's maths and
+    # parameters; differentiable once). False: nn.LSTMCell, e.g. for double backward.
+    fused_controller: bool = True
 
 
 class DNCState(NamedTuple):
@@ -81,7 +84,9 @@ class DNC(nn.Module):
                 f"unknown dnc link_backend {c.link_backend!r}; valid: {', '.join(BACKENDS)}"
             )
         reads = c.read_heads * c.memory_width
-        self.controller = make_controller(c.controller, c.input_size + reads, c.hidden_size)
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
         self.memory = DNCMemory(
             c.hidden_size, c.memory_slots, c.memory_width, c.read_heads,
             c.masking, c.deallocation, c.link_sharpness, c.link_backend, c.step_backend,

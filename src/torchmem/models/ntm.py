@@ -35,6 +35,9 @@ class NTMConfig:
     controller: str = "lstm"  # or "feedforward"
     clip: float = 20.0  # controller-output clipping (Collier & Beel 2018)
     init_memory: float = 1e-6  # constant memory initialisation (Collier & Beel 2018)
+    # Run the LSTM controller's step as one C++ operator on CPU (nn.LSTMCell's maths and
+    # parameters; differentiable once). False: nn.LSTMCell, e.g. for double backward.
+    fused_controller: bool = True
 
 
 class NTMState(NamedTuple):
@@ -65,7 +68,9 @@ class NTM(nn.Module):
                 f"ntm shift_range must be in [0, (memory_slots-1)/2], got {c.shift_range}"
             )
         reads = c.read_heads * c.memory_width
-        self.controller = make_controller(c.controller, c.input_size + reads, c.hidden_size)
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
         self.memory = NTMMemory(
             c.hidden_size,
             c.memory_slots,

@@ -644,10 +644,9 @@ struct DncStep : public torch::autograd::Function<DncStep> {
     }
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& link = saved[3];
-    const bool differentiable = at::GradMode::is_enabled() &&
-                                std::any_of(grads.begin(), grads.end(), [](const at::Tensor& g) {
-                                  return g.defined() && g.requires_grad();
-                                });
+    // create_graph=True: the gradient may be differentiated again, also where no incoming
+    // gradient requires grad (it can meet others that do), so it must raise, not act constant.
+    const bool differentiable = at::GradMode::is_enabled();
     // Decided before anything else takes a reference to the link's gradient.
     const bool overwrite = !differentiable && may_overwrite(grads[2], link);
     const int64_t batch = link.size(0), n = link.size(1);

@@ -25,9 +25,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorSubclassLikeUtils.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/accumulate.h>
@@ -986,10 +988,9 @@ struct LinkStep : public torch::autograd::Function<LinkStep> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& link = saved[0];
     const at::Tensor& read = saved[3];
-    const bool differentiable =
-        at::GradMode::is_enabled() &&
-        std::any_of(grads.begin(), grads.end(),
-                    [](const at::Tensor& g) { return g.defined() && g.requires_grad(); });
+    // create_graph=True: the gradient may be differentiated again, also where no incoming
+    // gradient requires grad (it can meet others that do), so it must raise, not act constant.
+    const bool differentiable = at::GradMode::is_enabled();
     // Decided before anything else takes a reference to grads[0].
     const bool overwrite = !differentiable && may_overwrite(grads[0], link);
     at::Tensor grad_forward, grad_backward;
@@ -1023,6 +1024,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> link_step(const at::Tensor& link,
 }
 
 #include "dnc_step.h"
+#include "lstm_cell.h"
 
 }  // namespace
 
@@ -1048,9 +1050,13 @@ TORCH_LIBRARY(torchmem_fused_link, m) {
   // The whole DNC memory step (dnc_step.h), differentiable once through DncStep.
   m.def("dnc_step(Tensor interface, Tensor memory, Tensor usage, Tensor link, "
         "Tensor precedence, Tensor write_weights, Tensor read_weights) -> Tensor[]");
+  // One nn.LSTMCell step (lstm_cell.h), differentiable once through LstmCell: -> (h_t, c_t).
+  m.def("lstm_cell(Tensor input, Tensor hidden, Tensor cell, Tensor weight_ih, "
+        "Tensor weight_hh, Tensor bias_ih, Tensor bias_hh) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(torchmem_fused_link, CompositeImplicitAutograd, m) {
   m.impl("link_step", &link_step);
   m.impl("dnc_step", &dnc_step);
+  m.impl("lstm_cell", &lstm_cell);
 }
