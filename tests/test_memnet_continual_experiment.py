@@ -47,52 +47,71 @@ def test_acc_bwt_fwt_forgetting_by_hand():
         backward_transfer([[0.1, 0.2]])
 
 
-def test_task_shifts_are_deterministic_and_distinct():
-    shifts = task_shifts(4, 3, seed=5)
-    assert shifts == task_shifts(4, 3, seed=5)
-    assert shifts[0] == {"permutation": [0, 1, 2], "mask": [0, 0, 0]}
-    assert len({json.dumps(s) for s in shifts}) == 4
+def test_task_shifts_are_deterministic_distinct_and_deal_out_disjoint_keys():
+    shifts = task_shifts(4, 3, seed=5, facts=2)
+    assert shifts == task_shifts(4, 3, seed=5, facts=2)
+    assert {k: shifts[0][k] for k in ("permutation", "mask")} == {
+        "permutation": [0, 1, 2], "mask": [0, 0, 0]
+    }  # fmt: skip
+    answers = {json.dumps([s["permutation"], s["mask"]]) for s in shifts}
+    assert len(answers) == 4
     for s in shifts:
         assert sorted(s["permutation"]) == [0, 1, 2] and set(s["mask"]) <= {0, 1}
-    assert task_shifts(4, 3, seed=6) != shifts
+        assert len(s["keys"]) == 2 and s["keys"] == sorted(s["keys"])
+    dealt = [k for s in shifts for k in s["keys"]]
+    assert sorted(dealt) == list(range(8))  # disjoint, and together every key
+    assert task_shifts(4, 3, seed=6, facts=2) != shifts
     with pytest.raises(ValueError, match="impossible"):
         task_shifts(3, 1, seed=0)  # 1 bit: only identity and flip
+    with pytest.raises(ValueError, match="distinct keys each"):
+        task_shifts(3, 3, seed=0, facts=3)  # 8 keys cannot give 3 tasks 3 each
+    with pytest.raises(ValueError, match="bits must be in"):
+        task_shifts(2, 17, seed=0)
 
 
-def test_shifted_task_changes_labels_deterministically_and_keeps_inputs():
+def test_shifted_task_draws_its_own_keys_and_transforms_answers():
     config = GapRecallConfig(bits=3, facts=2, max_gap=6)
-    plain = GapRecallTask(config)
-    shifts = task_shifts(3, 3, seed=0)
+    shifts = task_shifts(3, 3, seed=0, facts=2)
     tasks = [ShiftedGapRecallTask(config, **s) for s in shifts]
+    powers = torch.tensor([1, 2, 4])
 
     def draw(task):
         return task.sample_with_gaps(64, torch.Generator().manual_seed(11))
 
-    base, base_gaps = draw(plain)
-    targets = []
     for task, shift in zip(tasks, shifts):
         batch, gaps = draw(task)
         again, _ = draw(task)
-        assert torch.equal(batch.targets, again.targets)  # deterministic
-        assert torch.equal(batch.inputs, base.inputs) and torch.equal(batch.mask, base.mask)
-        assert torch.equal(gaps, base_gaps) and torch.equal(gaps_of(batch, 3), gaps)
-        assert batch.inputs.shape[-1] == task.input_size == plain.input_size
-        assert set(batch.targets.unique().tolist()) <= {0.0, 1.0}
-        step = base.mask[0].argmax()
-        value = base.targets[:, step]  # the queried value
+        assert torch.equal(batch.inputs, again.inputs)  # deterministic
+        assert torch.equal(batch.targets, again.targets)
+        assert torch.equal(gaps_of(batch, 3), gaps)
+        assert batch.inputs.shape[-1] == task.input_size == 2 * 3 + 2
+        # Fact keys and the query key come from the task's slice.
+        facts = batch.inputs[..., 6] > 0.5
+        fact_codes = (batch.inputs[..., :3][facts].long() * powers).sum(-1)
+        assert set(fact_codes.tolist()) <= set(shift["keys"])
+        step = batch.mask[0].argmax()
+        query = (batch.inputs[:, step - 1, :3].long() * powers).sum(-1)
+        assert set(query.tolist()) <= set(shift["keys"])
+        # The answer: the queried fact's value, transformed.
+        rows = torch.arange(64)
+        fact_step = step - 1 - gaps
+        value = batch.inputs[rows, fact_step, 3:6]
         expected = (value[:, shift["permutation"]] - torch.tensor(shift["mask"]).float()).abs()
         assert torch.equal(batch.targets[:, step], expected)
-        unscored = base.mask == 0
-        assert torch.equal(batch.targets[unscored], base.targets[unscored])
         assert torch.equal(task.sample(64, torch.Generator().manual_seed(11)).targets,
                            batch.targets)  # fmt: skip
-        targets.append(batch.targets)
-    assert torch.equal(targets[0], base.targets)  # task 0 is the plain task
-    assert not torch.equal(targets[1], targets[0]) and not torch.equal(targets[2], targets[1])
+    # Without keys or transformation it is the plain task, draw for draw.
+    plain, _ = GapRecallTask(config).sample_with_gaps(8, torch.Generator().manual_seed(2))
+    same, _ = ShiftedGapRecallTask(config).sample_with_gaps(8, torch.Generator().manual_seed(2))
+    assert torch.equal(plain.inputs, same.inputs) and torch.equal(plain.targets, same.targets)
     with pytest.raises(ValueError, match="permutation"):
         ShiftedGapRecallTask(config, permutation=[0, 0, 1])
     with pytest.raises(ValueError, match="mask"):
         ShiftedGapRecallTask(config, mask=[0, 2, 1])
+    with pytest.raises(ValueError, match="distinct codes"):
+        ShiftedGapRecallTask(config, keys=[1, 1, 2])
+    with pytest.raises(ValueError, match="at least 2 keys"):
+        ShiftedGapRecallTask(config, keys=[8 - 1])
 
 
 def test_run_with_tiny_models(tmp_path):

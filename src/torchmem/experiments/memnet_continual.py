@@ -1,13 +1,19 @@
 """Experiment 2 of "Memory Is All You Need": continual learning under distribution shift.
 
 A sequence of K tasks (3 by default), each a shifted :mod:`gap_recall
-<torchmem.tasks.gap_recall>`: the inputs are gap recall's, unchanged, but the answer is a
-fixed transformation of the queried value, drawn per task from the seed
-(:class:`ShiftedGapRecallTask`): its bits permuted, then XOR-ed with a mask,
-``target[b] = value[perm[b]] ^ mask[b]``. Task 0 is the plain task (identity); each later
-task's transformation is redrawn until it differs from every earlier one. No input tells
-the tasks apart (domain-incremental), so the tasks conflict: a model that has learnt a later
-task must have kept the earlier mapping somewhere to still answer it.
+<torchmem.tasks.gap_recall>` (:class:`ShiftedGapRecallTask`, drawn by :func:`task_shifts`):
+
+* **input shift**: task k's fact and query keys come from its own slice of the ``2**bits``
+  keys (the slices are disjoint and drawn from the seed; distractors stay uniform noise);
+* **answer shift**: its answer is a fixed transformation of the queried value,
+  ``target[b] = value[perm_k[b]] ^ mask_k[b]``, the identity for task 0 and different for
+  every later task.
+
+The query's key tells which task an example belongs to, so one network can be right on all
+the tasks at once (they do not contradict each other), but nothing forces it to keep the old
+transformations while it learns a new one: that is what sequential training tests. (Without
+the input shift, the same inputs would need different answers per task and old tasks would
+be lost by construction.)
 
 Each model (``MODELS``: ``memnet``, ``segment-transformer``, the Transformer without memory,
 and ``lstm``) is trained on task 0, then 1, ..., then K - 1, ``steps_per_task`` steps each,
@@ -16,8 +22,8 @@ trainer's step (:func:`~torchmem.train.trainer.forward_with_losses`, the task lo
 model's auxiliary terms, gradient clipping at 10, the trainer's seeding): the trainer's
 ``train`` builds its task by registry name and refuses to resume on another task, so the
 loop is written out here. Before training and after each stage the model is scored on every
-task's fixed held-out set (:func:`~torchmem.experiments.memnet_gap.score_by_gap`; the same
-held-out inputs for every task, only the answers differ), which gives the accuracy matrix
+task's fixed held-out set (:func:`~torchmem.experiments.memnet_gap.score_by_gap`, seeded
+``eval_seed(seed)``), which gives the accuracy matrix
 ``R[i][j]``: accuracy on task j after training on task i. Reported (Lopez-Paz & Ranzato
 2017; Chaudhry et al. 2018):
 
@@ -28,12 +34,6 @@ held-out inputs for every task, only the answers differ), which gives the accura
   (:func:`forward_transfer`);
 * forgetting per task, ``max_{l<K-1} R[l][j] - R[K-1][j]`` (:func:`forgetting`), and the
   forgetting curves: task j's accuracy after each stage.
-
-Known limitation, to fix before any run is reported: with conflicting answers and no cue,
-no model can be right on two tasks for the same input, so R[K-1][j] for j < K-1 is bounded
-by the conflict itself rather than by memory, and BWT mostly measures that. The intended
-redesign is a shift of the input distribution (or a task cue in the input) so that keeping
-the old tasks is possible and memory can make the difference.
 
 Writes, under the output folder: ``results.json`` (settings, the transformations, one record
 per model), ``results.md`` (tables) and ``forgetting.png``. Run it with
@@ -130,33 +130,48 @@ def forgetting_curves(
 
 
 # -- the shifted tasks ---------------------------------------------------------------------
-def _is_identity(permutation: Sequence[int], mask: Sequence[int]) -> bool:
-    return list(permutation) == list(range(len(permutation))) and not any(mask)
+#: The largest key width whose keys are dealt out to the tasks (2**16 codes).
+MAX_SHIFT_BITS = 16
 
 
-def task_shifts(tasks: int, bits: int, seed: int) -> list[dict[str, list[int]]]:
-    """The K transformations ``{"permutation", "mask"}``: task 0 the identity, each later one
-    drawn from a generator seeded ``seed + SHIFT_SEED_OFFSET`` and redrawn until it differs
-    from every earlier one (``2**bits * bits!`` are possible)."""
+def task_shifts(tasks: int, bits: int, seed: int, facts: int = 1) -> list[dict[str, list[int]]]:
+    """The K tasks' shifts ``{"keys", "permutation", "mask"}``, from a generator seeded
+    ``seed + SHIFT_SEED_OFFSET``.
+
+    ``keys``: the key codes (integers, bit b on key channel b) task k draws its facts from,
+    every ``K``-th code of a random ordering of all ``2**bits`` codes, so the slices are
+    disjoint and each holds at least ``facts`` keys. ``permutation``, ``mask``: the answer's
+    transformation, the identity for task 0, each later one redrawn until it differs from every
+    earlier one (``2**bits * bits!`` are possible).
+    """
     if tasks < 1:
         raise ValueError(f"tasks must be >= 1, got {tasks}")
+    if not 1 <= bits <= MAX_SHIFT_BITS:
+        raise ValueError(f"bits must be in [1, {MAX_SHIFT_BITS}] to deal out keys, got {bits}")
     if tasks > math.factorial(bits) * 2**bits:
         raise ValueError(f"{tasks} distinct tasks are impossible with {bits} value bits")
+    if 2**bits // tasks < facts:
+        raise ValueError(
+            f"{tasks} tasks with {facts} distinct keys each need 2**bits >= {tasks * facts} "
+            f"keys, got bits={bits}"
+        )
     generator = torch.Generator().manual_seed(seed + SHIFT_SEED_OFFSET)
-    shifts = [{"permutation": list(range(bits)), "mask": [0] * bits}]
-    while len(shifts) < tasks:
+    codes = torch.randperm(2**bits, generator=generator).tolist()
+    identity = {"permutation": list(range(bits)), "mask": [0] * bits}
+    answers = [identity]
+    while len(answers) < tasks:
         candidate = {
             "permutation": torch.randperm(bits, generator=generator).tolist(),
             "mask": torch.randint(0, 2, (bits,), generator=generator).tolist(),
         }
-        if candidate not in shifts:
-            shifts.append(candidate)
-    return shifts
+        if candidate not in answers:
+            answers.append(candidate)
+    return [{"keys": sorted(codes[k::tasks]), **answer} for k, answer in enumerate(answers)]
 
 
 class ShiftedGapRecallTask(GapRecallTask):
-    """Gap recall whose answer is ``value[permutation] ^ mask`` (the inputs are unchanged);
-    the identity transformation gives the plain task."""
+    """Gap recall with its fact keys drawn from ``keys`` (integer codes; None: all keys) and
+    its answer ``value[permutation] ^ mask``; with neither it is the plain task."""
 
     name = "gap_recall_shifted"
 
@@ -165,17 +180,37 @@ class ShiftedGapRecallTask(GapRecallTask):
         config: GapRecallConfig | None = None,
         permutation: Sequence[int] | None = None,
         mask: Sequence[int] | None = None,
+        keys: Sequence[int] | None = None,
     ) -> None:
         super().__init__(config)
-        bits = self.config.bits
+        bits, facts = self.config.bits, self.config.facts
         permutation = list(range(bits)) if permutation is None else [int(p) for p in permutation]
         mask = [0] * bits if mask is None else [int(m) for m in mask]
         if sorted(permutation) != list(range(bits)):
             raise ValueError(f"permutation must reorder 0..{bits - 1}, got {permutation}")
         if len(mask) != bits or any(m not in (0, 1) for m in mask):
             raise ValueError(f"mask must be {bits} bits of 0 or 1, got {mask}")
+        if keys is not None:
+            keys = [int(k) for k in keys]
+            if len(set(keys)) != len(keys) or any(not 0 <= k < 2**bits for k in keys):
+                raise ValueError(f"keys must be distinct codes in [0, 2**{bits}), got {keys}")
+            if len(keys) < facts:
+                raise ValueError(f"{facts} facts need at least {facts} keys, got {len(keys)}")
         self.permutation = permutation
         self.mask = mask
+        self.keys = keys
+
+    def draw_keys(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
+        """``facts`` distinct keys per example, uniform over ``self.keys``."""
+        if self.keys is None:
+            return super().draw_keys(batch_size, generator, device)
+        codes = torch.tensor(self.keys, device=device)
+        order = torch.rand(batch_size, len(self.keys), generator=generator, device=device)
+        chosen = codes[order.argsort(dim=1)[:, : self.config.facts]]  # (B, K) codes
+        channels = torch.arange(self.config.bits, device=device)
+        return ((chosen.unsqueeze(-1) >> channels) & 1).float()  # (B, K, bits)
 
     def shift(self, batch: Batch) -> Batch:
         """The same batch with its targets transformed (scored steps only)."""
@@ -267,7 +302,7 @@ def run_continual_experiment(
         raise ValueError(f"model options given for {', '.join(strays)}, which is not compared")
     task_options = {"bits": bits, "facts": facts, "min_gap": 1, "max_gap": max_gap}
     config = GapRecallConfig(**task_options)
-    shifts = task_shifts(tasks, bits, seed)
+    shifts = task_shifts(tasks, bits, seed, facts)
     sequence = [ShiftedGapRecallTask(config, **shift) for shift in shifts]
     bins = gap_bins(1, max_gap, max_gap)  # one bin: overall accuracy
     resolved = {}
@@ -391,10 +426,11 @@ def format_tables(records: Sequence[Mapping[str, Any]]) -> str:
 def _markdown(settings: Mapping[str, Any], shifts: Sequence[Mapping], text: str) -> str:
     task = settings["task"]
     described = "; ".join(
-        f"task {k}: permutation {s['permutation']}, mask {s['mask']}" for k, s in enumerate(shifts)
+        f"task {k}: keys {s['keys']}, permutation {s['permutation']}, mask {s['mask']}"
+        for k, s in enumerate(shifts)
     )
     return (
-        "# Continual learning: gap recall under a sequence of answer shifts\n\n"
+        "# Continual learning: gap recall under a sequence of key and answer shifts\n\n"
         f"{settings['tasks']} tasks trained in turn, {settings['steps_per_task']} steps each "
         f"of batch {settings['batch_size']}, seed {settings['seed']}; {task['facts']} facts, "
         f"{task['bits']} bits (chance {2.0 ** -task['bits']:.3f}), gaps 1-{task['max_gap']}; "

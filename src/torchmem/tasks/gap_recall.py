@@ -104,6 +104,14 @@ class GapRecallTask(BitTask):
     def describe(self, batch: Batch, index: int) -> str:
         return f"gap {int(gaps_of(_row(batch, index), self.config.bits))}"
 
+    def draw_keys(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        """The K fact keys of every example, distinct within it: (B, K, bits) of 0/1 floats,
+        uniform over all ``2**bits`` keys (subclasses may draw from fewer)."""
+        shape = (batch_size, self.config.facts, self.config.bits)
+        return distinct_rows(random_bits(shape, generator, device), generator, device)
+
     def sample(
         self,
         batch_size: int,
@@ -153,8 +161,7 @@ class GapRecallTask(BitTask):
         priority[rows, queried] = 2.0  # above every random priority: always chosen, first
         positions = torch.topk(priority, facts, dim=1).indices  # (B, K), [:, 0] = queried
 
-        keys = distinct_rows(random_bits((batch_size, facts, bits), generator, device),
-                             generator, device)  # fmt: skip
+        keys = self.draw_keys(batch_size, generator, device)
         values = random_bits((batch_size, facts, bits), generator, device)
         noise = random_bits((batch_size, stream, 2 * bits), generator, device)
 
