@@ -143,7 +143,8 @@ def test_main_smoke(tmp_path):
     code = main(
         ["--out", str(out), "--steps-per-task", "2", "--tasks", "2", "--models", ",".join(MODELS),
          "--seed", "3", "--bits", "3", "--max-gap", "6", "--segment-length", "4",
-         "--batch-size", "2", "--eval-batches", "1", "--eval-batch-size", "8", "--quiet"]
+         "--batch-size", "2", "--eval-batches", "1", "--eval-batch-size", "8", "--quiet",
+         "--joint"]
     )  # fmt: skip
     assert code == 0
     saved = json.loads((out / RESULTS_JSON).read_text())
@@ -152,7 +153,8 @@ def test_main_smoke(tmp_path):
     assert len(saved["shifts"]) == 2
     for r in saved["results"]:
         assert len(r["matrix"]) == 2 and r["bwt"] is not None
+        assert len(r["joint"]) == 2 and r["joint_acc"] == pytest.approx(sum(r["joint"]) / 2)
     table = (out / RESULTS_MD).read_text()
-    assert "| memnet |" in table and "BWT" in table
+    assert "| memnet |" in table and "BWT" in table and "| all, jointly |" in table
     pytest.importorskip("matplotlib")
     assert (out / RESULTS_PNG).stat().st_size > 0

@@ -231,11 +231,13 @@ class ShiftedGapRecallTask(GapRecallTask):
 
 
 # -- the experiment ------------------------------------------------------------------------
-def _train_stage(model, optimizer, task, steps, batch_size, generator) -> float:
-    """``steps`` of the trainer's step on ``task``; returns the mean task loss."""
+def _train_stage(model, optimizer, tasks, steps, batch_size, generator) -> float:
+    """``steps`` of the trainer's step, batch i drawn from ``tasks[i % len(tasks)]`` (one task:
+    a stage of the sequence; all of them: joint training); returns the mean task loss."""
     model.train()
     total = 0.0
-    for _ in range(steps):
+    for step in range(steps):
+        task = tasks[step % len(tasks)]
         batch = task.sample(batch_size, generator=generator)
         outputs, terms = forward_with_losses(model, batch.inputs)
         task_loss = task.loss(outputs, batch)
@@ -265,6 +267,7 @@ def run_continual_experiment(
     eval_batches: int = 2,
     eval_batch_size: int = 256,
     model_options: Mapping[str, Mapping[str, Any]] | None = None,
+    joint: bool = False,
     quiet: bool = False,
     plots: bool = True,
 ) -> dict[str, Any]:
@@ -280,6 +283,9 @@ def run_continual_experiment(
         eval_batches, eval_batch_size: held-out examples per task (the same inputs for
             every task and model, seed ``eval_seed(seed)``).
         model_options: extra options per model over ``SCALE_OPTIONS``.
+        joint: also train a fresh copy of each model on all tasks interleaved (batch i from
+            task i mod K, as many steps as the whole sequence): the multi-task reference,
+            which shows how much of the tasks one network can hold at once.
         quiet: no progress bars, no table printed.
         plots: draw the PNG (skipped with a note when matplotlib is missing).
 
@@ -287,7 +293,8 @@ def run_continual_experiment(
         ``{"settings", "shifts", "results"}`` as written to results.json; a record has
         ``model``, ``options``, ``parameters``, ``initial`` (untrained accuracy per task),
         ``matrix`` (R), ``bit_matrix`` (bit accuracies), ``acc``, ``bwt``, ``fwt``,
-        ``forgetting``, ``curves``, ``train_loss`` (per stage), ``cpu_seconds``.
+        ``forgetting``, ``curves``, ``train_loss`` (per stage), ``cpu_seconds``, and with
+        ``joint`` ``joint`` (accuracy per task after joint training) and ``joint_acc``.
     """
     unknown = [name for name in models if name not in MODELS]
     if unknown or not models:
@@ -324,6 +331,7 @@ def run_continual_experiment(
         "eval_batches": eval_batches,
         "eval_batch_size": eval_batch_size,
         "eval_seed": eval_seed(seed),
+        "joint": joint,
         "model_options": {name: options for name, (_, options) in resolved.items()},
         "torch_threads": torch.get_num_threads(),
     }
@@ -349,30 +357,38 @@ def run_continual_experiment(
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         for task in sequence:
             losses.append(
-                _train_stage(model, optimizer, task, steps_per_task, batch_size, generator)
+                _train_stage(model, optimizer, [task], steps_per_task, batch_size, generator)
             )
             accuracies, bit_accuracies = score_all(model)
             matrix.append(accuracies)
             bit_matrix.append(bit_accuracies)
-        records.append(
-            {
-                "model": name,
-                "registry_model": registry_name,
-                "options": options,
-                "parameters": count_parameters(model),
-                "initial": initial,
-                "matrix": matrix,
-                "bit_matrix": bit_matrix,
-                "acc": average_accuracy(matrix),
-                "bwt": backward_transfer(matrix),
-                "fwt": forward_transfer(matrix, initial),
-                "forgetting": forgetting(matrix),
-                "curves": forgetting_curves(matrix, initial),
-                "train_loss": losses,
-                "cpu_seconds": time.process_time() - cpu_start,
-                "wall_seconds": time.perf_counter() - wall_start,
-            }
-        )
+        record = {
+            "model": name,
+            "registry_model": registry_name,
+            "options": options,
+            "parameters": count_parameters(model),
+            "initial": initial,
+            "matrix": matrix,
+            "bit_matrix": bit_matrix,
+            "acc": average_accuracy(matrix),
+            "bwt": backward_transfer(matrix),
+            "fwt": forward_transfer(matrix, initial),
+            "forgetting": forgetting(matrix),
+            "curves": forgetting_curves(matrix, initial),
+            "train_loss": losses,
+            "cpu_seconds": time.process_time() - cpu_start,
+            "wall_seconds": time.perf_counter() - wall_start,
+        }
+        if joint:
+            seed_everything(seed)
+            model = make_model(registry_name, config.bits * 2 + 2, config.bits, **options)
+            optimizer = make_optimizer("adam", model.parameters(), lr)
+            generator = torch.Generator().manual_seed(seed)
+            total = steps_per_task * len(sequence)
+            _train_stage(model, optimizer, sequence, total, batch_size, generator)
+            record["joint"], _ = score_all(model)
+            record["joint_acc"] = sum(record["joint"]) / len(record["joint"])
+        records.append(record)
     result = {"settings": settings, "shifts": shifts, "results": records}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,14 +413,15 @@ def _cell(value: float | None, signed: bool = False) -> str:
 def format_tables(records: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: ACC / BWT / FWT per model, then each model's accuracy matrix."""
     lines = [
-        "| model | parameters | ACC | BWT | FWT | forgetting per task |",
-        "|---|---:|---:|---:|---:|---|",
+        "| model | parameters | ACC | BWT | FWT | forgetting per task | joint ACC |",
+        "|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in records:
         lost = ", ".join(_cell(f) for f in r["forgetting"][:-1]) or "-"
         lines.append(
             f"| {r['model']} | {r['parameters']:,} | {r['acc']:.3f} | "
-            f"{_cell(r['bwt'], True)} | {_cell(r['fwt'], True)} | {lost} |"
+            f"{_cell(r['bwt'], True)} | {_cell(r['fwt'], True)} | {lost} | "
+            f"{_cell(r.get('joint_acc'))} |"
         )
     for r in records:
         k = len(r["matrix"])
@@ -420,6 +437,8 @@ def format_tables(records: Sequence[Mapping[str, Any]]) -> str:
             f"| task {i} | " + " | ".join(_cell(a) for a in row) + " |"
             for i, row in enumerate(r["matrix"])
         ]
+        if "joint" in r:
+            lines.append("| all, jointly | " + " | ".join(_cell(a) for a in r["joint"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -436,7 +455,9 @@ def _markdown(settings: Mapping[str, Any], shifts: Sequence[Mapping], text: str)
         f"{task['bits']} bits (chance {2.0 ** -task['bits']:.3f}), gaps 1-{task['max_gap']}; "
         f"{settings['eval_batches'] * settings['eval_batch_size']} held-out examples per "
         f"task. Answers: {described}. ACC = mean_j R[K-1][j]; BWT = mean_(j<K-1) "
-        "(R[K-1][j] - R[j][j]); FWT = mean_(j>0) (R[j-1][j] - untrained_j).\n\n" + text
+        "(R[K-1][j] - R[j][j]); FWT = mean_(j>0) (R[j-1][j] - untrained_j); joint ACC: a fresh "
+        "model trained on all tasks interleaved for as many steps (the multi-task reference)."
+        "\n\n" + text
     )
 
 
@@ -488,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-task", type=int, default=500)
     add_gap_task_arguments(parser)
     parser.add_argument("--segment-length", type=int, default=8)
+    parser.add_argument(
+        "--joint", action="store_true",
+        help="also train each model on all tasks interleaved (the multi-task reference)",
+    )  # fmt: skip
     add_eval_arguments(parser, 2, 256)
     add_training_arguments(parser, overwrite=False)
     return parser
@@ -510,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         eval_batches=args.eval_batches,
         eval_batch_size=args.eval_batch_size,
+        joint=args.joint,
         quiet=args.quiet,
         plots=not args.no_plot,
     )
