@@ -231,12 +231,14 @@ class ShiftedGapRecallTask(GapRecallTask):
 
 
 # -- the experiment ------------------------------------------------------------------------
-def _train_stage(model, optimizer, tasks, steps, batch_size, generator) -> float:
+def _train_stage(
+    model, optimizer, tasks, steps, batch_size, generator, desc: str = "", quiet: bool = True
+) -> float:
     """``steps`` of the trainer's step, batch i drawn from ``tasks[i % len(tasks)]`` (one task:
     a stage of the sequence; all of them: joint training); returns the mean task loss."""
     model.train()
     total = 0.0
-    for step in range(steps):
+    for step in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=quiet):
         task = tasks[step % len(tasks)]
         batch = task.sample(batch_size, generator=generator)
         outputs, terms = forward_with_losses(model, batch.inputs)
@@ -355,10 +357,12 @@ def run_continual_experiment(
         initial, _ = score_all(model)
         matrix, bit_matrix, losses = [], [], []
         cpu_start, wall_start = time.process_time(), time.perf_counter()
-        for task in sequence:
+        for k, task in enumerate(sequence):
+            desc = f"{name} task {k}"
             losses.append(
-                _train_stage(model, optimizer, [task], steps_per_task, batch_size, generator)
-            )
+                _train_stage(model, optimizer, [task], steps_per_task, batch_size, generator,
+                             desc, quiet)
+            )  # fmt: skip
             accuracies, bit_accuracies = score_all(model)
             matrix.append(accuracies)
             bit_matrix.append(bit_accuracies)
@@ -385,7 +389,8 @@ def run_continual_experiment(
             optimizer = make_optimizer("adam", model.parameters(), lr)
             generator = torch.Generator().manual_seed(seed)
             total = steps_per_task * len(sequence)
-            _train_stage(model, optimizer, sequence, total, batch_size, generator)
+            _train_stage(model, optimizer, sequence, total, batch_size, generator,
+                         f"{name} joint", quiet)  # fmt: skip
             record["joint"], _ = score_all(model)
             record["joint_acc"] = sum(record["joint"]) / len(record["joint"])
         records.append(record)
