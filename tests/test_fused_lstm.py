@@ -130,3 +130,26 @@ def test_models_train_the_same_with_and_without_it(name):
         grads.append([y.detach()] + [p.grad for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("ntm", {"fused_controller": False}),
+        ("dnc", {"step_backend": "composed", "link_backend": "reference",
+                 "fused_controller": False}),
+    ],
+)  # fmt: skip
+def test_plain_autograd_options_give_second_order_gradients(name, options):
+    """What the README promises for higher-order gradients: those options differentiate twice,
+    and the default (fused) configuration refuses instead of dropping terms."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 5, 9, dtype=torch.float64, requires_grad=True)
+    model = torchmem.make_model(name, 9, 8, memory_slots=8, **options).double()
+    (grad,) = torch.autograd.grad(model(x)[0].square().sum(), x, create_graph=True)
+    grad.square().sum().backward()
+    assert model.output.weight.grad.abs().sum() > 0
+    fused = torchmem.make_model(name, 9, 8, memory_slots=8).double()
+    (grad,) = torch.autograd.grad(fused(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        grad.square().sum().backward()
