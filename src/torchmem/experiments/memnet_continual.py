@@ -459,7 +459,7 @@ def _markdown(settings: Mapping[str, Any], shifts: Sequence[Mapping], text: str)
         f"of batch {settings['batch_size']}, seed {settings['seed']}; {task['facts']} facts, "
         f"{task['bits']} bits (chance {2.0 ** -task['bits']:.3f}), gaps 1-{task['max_gap']}; "
         f"{settings['eval_batches'] * settings['eval_batch_size']} held-out examples per "
-        f"task. Answers: {described}. ACC = mean_j R[K-1][j]; BWT = mean_(j<K-1) "
+        f"task. Tasks: {described}. ACC = mean_j R[K-1][j]; BWT = mean_(j<K-1) "
         "(R[K-1][j] - R[j][j]); FWT = mean_(j>0) (R[j-1][j] - untrained_j); joint ACC: a fresh "
         "model trained on all tasks interleaved for as many steps (the multi-task reference)."
         "\n\n" + text

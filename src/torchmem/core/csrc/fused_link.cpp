@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <mutex>
