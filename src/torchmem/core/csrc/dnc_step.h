@@ -527,31 +527,6 @@ void dnc_backward_one(const DncLayout& l, const DncElement<T>& e, const DncGrads
   grad_params[l.write_gate] *= gw * (T(1) - gw);
 }
 
-// Ask for the next batch element's per-slot data (everything but its link matrix) while this
-// element runs: the link passes stream megabytes through the cache between one element's use
-// of its small arrays and the next's, so without this each array's first touch stalls.
-inline void prefetch_slice(const void* data, int64_t bytes, bool for_write) {
-  const char* p = static_cast<const char*>(data);
-  for (int64_t offset = 0; offset < bytes; offset += 64) {
-    if (for_write) {
-      __builtin_prefetch(p + offset, 1, 2);
-    } else {
-      __builtin_prefetch(p + offset, 0, 2);
-    }
-  }
-}
-
-// prefetch_slice of row b (along dim 0) of each tensor that is defined.
-inline void prefetch_rows(std::initializer_list<const at::Tensor*> tensors, int64_t b, bool for_write) {
-  for (const at::Tensor* t : tensors) {
-    if (!t->defined()) continue;
-    const int64_t row = t->numel() / t->size(0);
-    const int64_t item = static_cast<int64_t>(t->element_size());
-    prefetch_slice(static_cast<const char*>(t->const_data_ptr()) + b * row * item, row * item,
-                   for_write);
-  }
-}
-
 // ------------------------------------------------------------------------------------------
 // The operator and its autograd Function.
 
@@ -616,12 +591,6 @@ std::vector<at::Tensor> dnc_forward(const at::Tensor& interface, const at::Tenso
     at::parallel_for(0, batch, grain_for(n), [&](int64_t first, int64_t last) {
       std::vector<T> params(layout.interface);
       for (int64_t b = first; b < last; ++b) {
-        if (b + 1 < last) {
-          prefetch_rows({&interface, &memory, &usage, &precedence, &write, &read}, b + 1,
-                           false);
-          prefetch_rows({&out_memory, &out_usage, &out_precedence, &out_write, &out_read,
-                            &aux, &order}, b + 1, true);
-        }
         const DncElement<T> e{
             interface.const_data_ptr<T>() + b * layout.interface,
             memory.const_data_ptr<T>() + b * n * width,
@@ -709,14 +678,6 @@ struct DncStep : public torch::autograd::Function<DncStep> {
           std::vector<T> zeros(n, T(0));
           std::vector<T> scratch(dnc_backward_scratch(layout));
           for (int64_t b = first; b < last; ++b) {
-            if (b + 1 < last) {
-              prefetch_rows({&saved[0], &saved[1], &saved[2], &saved[4], &saved[5],
-                                &saved[6], &saved[7], &saved[8], &saved[9], &incoming[0],
-                                &incoming[1], &incoming[3], &incoming[4], &incoming[5],
-                                &incoming[6]}, b + 1, false);
-              prefetch_rows({&result[0], &result[1], &result[2], &result[4], &result[5],
-                                &result[6]}, b + 1, true);
-            }
             const DncElement<T> e{
                 saved[0].const_data_ptr<T>() + b * layout.interface,
                 saved[1].const_data_ptr<T>() + b * n * width,

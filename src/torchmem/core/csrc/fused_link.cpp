@@ -43,7 +43,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
-#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <mutex>
