@@ -7,8 +7,8 @@
 // Why: the memory models step their controller one time step at a time (the reads feed back),
 // and nn.LSTMCell on CPU is a composite of about a dozen small operators forward and two
 // dozen backward, each a few microseconds of dispatch and autograd for a (B, 4H) tensor. Here
-// the two products are GEMMs, the activations two vectorised ATen calls and the rest of the
-// gate arithmetic plain loops; the backward is one loop and the five products.
+// the two products are GEMMs and the gate arithmetic a few vectorised passes; the backward is
+// one loop and the five products.
 //
 // Legend: B batch, I input width, H hidden size. With z = x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
 // split as (i, f, g, o) along its last dimension (B, 4H):
@@ -19,12 +19,14 @@
 //   dz_o = dh_t tanh(c_t) o (1 - o)   dc_{t-1} = dc f
 //   dx = dz W_ih   dh_{t-1} = dz W_hh   dW_ih = dz^T x   dW_hh = dz^T h_{t-1}   db = sum_B dz
 
-// The gate arithmetic runs in three loops around two vectorised ATen activations, because
-// scalar exp and tanh calls would cost more than everything else here. tanh(z_g) is computed
-// as 2 sigmoid(2 z_g) - 1 (exact doubling; the same value to a few units in the last place).
-//   before_activation: z += b_hh, z_g *= 2          (per row of gates (4H))
-//   after_sigmoid:     g = 2 s_g - 1, c_t = f c_{t-1} + i g
-//   output:            h_t = o tanh(c_t)
+// The forward's gate arithmetic is two loops and three vectorised ATen calls (sigmoid, tanh,
+// a product), because scalar exp and tanh calls would cost more than everything else here.
+// tanh(z_g) is computed as 2 sigmoid(2 z_g) - 1 (exact doubling; the same value to a few units
+// in the last place):
+//   lstm_before_activation:  z += b_hh, z_g *= 2           (per row of gates (4H))
+//   ATen:                    s = sigmoid(z)                 (all of gates, in place)
+//   lstm_after_sigmoid:      g = 2 s_g - 1, c_t = f c_{t-1} + i g
+//   ATen:                    h_t = o tanh(c_t)
 template <typename T>
 void lstm_before_activation(T* __restrict__ gates, const T* __restrict__ bias_hh, int64_t h) {
   for (int64_t k = 0; k < 4 * h; ++k) gates[k] += bias_hh[k];
