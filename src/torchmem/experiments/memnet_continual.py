@@ -35,8 +35,12 @@ task's fixed held-out set (:func:`~torchmem.experiments.memnet_gap.score_by_gap`
 * forgetting per task, ``max_{l<K-1} R[l][j] - R[K-1][j]`` (:func:`forgetting`), and the
   forgetting curves: task j's accuracy after each stage.
 
-Writes, under the output folder: ``results.json`` (settings, the transformations, one record
-per model), ``results.md`` (tables) and ``forgetting.png``. Run it with
+With ``--joint`` a fresh copy of each model is also trained on all the tasks interleaved,
+batch by batch, for as many steps as the whole sequence: the multi-task reference, which
+shows how much of the tasks one network holds when nothing is sequential.
+
+Writes, under the output folder: ``results.json`` (settings, each task's keys and transformation,
+one record per model), ``results.md`` (tables) and ``forgetting.png``. Run it with
 ``python -m torchmem.experiments.memnet_continual --help``.
 """
 
