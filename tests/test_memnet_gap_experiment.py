@@ -9,6 +9,7 @@ import torch
 from torchmem.experiments.memnet_gap import (
     RESULTS_JSON,
     RESULTS_MD,
+    DEFAULT_VARIANTS,
     VARIANTS,
     gap_bins,
     main,
@@ -88,6 +89,8 @@ def test_every_variant_builds():
 
     for model, options in VARIANTS.values():
         make_model(model, 10, 4, **options)
+    # The default command runs the ablations; the extra one only on request.
+    assert "memnet-no-merge" in VARIANTS and "memnet-no-merge" not in DEFAULT_VARIANTS
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ binned by gap. The variants (``VARIANTS``):
 * ``memnet`` and its ablations (experiment 4): ``memnet-alpha0`` (no spreading activation,
   alpha = 0), ``memnet-no-dream`` (``dream_every=0``: no scheduled dreaming),
   ``memnet-topk-only`` (the top-k read policy alone), ``memnet-no-recon`` (reconstruction
-  weight 0);
+  weight 0); on request (``--variants``) ``memnet-no-merge`` (dreaming without merging
+  near-duplicate slots, ``merge_threshold=1``);
 * ``dnc``, ``ntm``, ``lstm``;
 * ``segment-transformer``: a causal transformer restarted every ``segment_length`` steps.
   The stream is sized so that the answer's segment is the last ``segment_length`` steps
@@ -60,8 +61,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ntm": ("ntm", {}),
     "lstm": ("lstm", {}),
     "segment-transformer": ("segment-transformer", {}),
+    # Not run by default: dreaming's refinement without its slot merging, to tell which of
+    # the two is behind memnet-no-dream's lead.
+    "memnet-no-merge": ("memnet", {"merge_threshold": 1.0}),
 }
-DEFAULT_VARIANTS = tuple(VARIANTS)
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "memnet-no-merge")
 
 #: Sizes shared by a model's variants at the experiment's CPU scale.
 SCALE_OPTIONS: dict[str, dict[str, Any]] = {
