@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from torchmem.experiments.memnet_gap import (
+    DEFAULT_VARIANTS,
     RESULTS_JSON,
     RESULTS_MD,
-    DEFAULT_VARIANTS,
     VARIANTS,
     gap_bins,
     main,
