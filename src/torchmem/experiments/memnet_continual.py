@@ -63,7 +63,7 @@ from ..tasks.base import Batch
 from ..train import eval_seed
 from ..train.trainer import count_parameters, forward_with_losses, make_optimizer, seed_everything
 from ._cli import add_eval_arguments, add_gap_task_arguments, add_training_arguments, names
-from .memnet_gap import SCALE_OPTIONS, gap_bins, score_by_gap
+from .memnet_gap import gap_bins, resolve_options, score_by_gap
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -282,12 +282,12 @@ def run_continual_experiment(
     Args:
         out_dir: output folder.
         models: names from ``MODELS``.
-        tasks: K, tasks in the sequence (task 0 the plain gap recall).
+        tasks: K, tasks in the sequence (task 0 answers with the recalled value itself).
         steps_per_task, batch_size, lr, seed: training, the same for every model.
         bits, facts, max_gap: the gap recall task (gaps 1..max_gap).
         segment_length: the segment transformer's window.
-        eval_batches, eval_batch_size: held-out examples per task (the same inputs for
-            every task and model, seed ``eval_seed(seed)``).
+        eval_batches, eval_batch_size: held-out examples per task (the same for every
+            model, seed ``eval_seed(seed)``).
         model_options: extra options per model over ``SCALE_OPTIONS``.
         joint: also train a fresh copy of each model on all tasks interleaved (batch i from
             task i mod K, as many steps as the whole sequence): the multi-task reference,
@@ -302,29 +302,14 @@ def run_continual_experiment(
         ``forgetting``, ``curves``, ``train_loss`` (per stage), ``cpu_seconds``, and with
         ``joint`` ``joint`` (accuracy per task after joint training) and ``joint_acc``.
     """
-    unknown = [name for name in models if name not in MODELS]
-    if unknown or not models:
-        raise ValueError(
-            f"unknown models {', '.join(unknown) or '(none given)'}; valid: {', '.join(MODELS)}"
-        )
+    resolved = resolve_options(MODELS, models, model_options, segment_length, "models")
     if steps_per_task < 1:
         raise ValueError(f"steps_per_task must be >= 1, got {steps_per_task}")
-    model_options = {name: dict(options) for name, options in (model_options or {}).items()}
-    strays = sorted(set(model_options) - set(models))
-    if strays:
-        raise ValueError(f"model options given for {', '.join(strays)}, which is not compared")
     task_options = {"bits": bits, "facts": facts, "min_gap": 1, "max_gap": max_gap}
     config = GapRecallConfig(**task_options)
     shifts = task_shifts(tasks, bits, seed, facts)
     sequence = [ShiftedGapRecallTask(config, **shift) for shift in shifts]
     bins = gap_bins(1, max_gap, max_gap)  # one bin: overall accuracy
-    resolved = {}
-    for name in models:
-        model, options = MODELS[name]
-        options = {**SCALE_OPTIONS.get(model, {}), **options, **model_options.get(name, {})}
-        if model == "segment-transformer":
-            options.setdefault("segment_length", segment_length)
-        resolved[name] = (model, options)
     settings = {
         "models": list(models),
         "tasks": tasks,

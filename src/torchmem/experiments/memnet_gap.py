@@ -77,6 +77,35 @@ SCALE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def resolve_options(
+    table: Mapping[str, tuple[str, Mapping[str, Any]]],
+    names: Sequence[str],
+    model_options: Mapping[str, Mapping[str, Any]] | None,
+    segment_length: int,
+    kind: str,
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{name: (registry model, options)}`` for the compared ``names`` of ``table`` (variant
+    or model name -> (registry model, its options)): ``SCALE_OPTIONS``, then the table's
+    options, then ``model_options[name]``; the segment transformer's window defaults to
+    ``segment_length``. Unknown names, and options for a name not compared, raise."""
+    unknown = [name for name in names if name not in table]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown {kind} {', '.join(unknown) or '(none given)'}; valid: {', '.join(table)}"
+        )
+    strays = sorted(set(model_options or {}) - set(names))
+    if strays:
+        raise ValueError(f"model options given for {', '.join(strays)}, which is not compared")
+    resolved = {}
+    for name in names:
+        model, options = table[name]
+        options = {**SCALE_OPTIONS.get(model, {}), **options, **(model_options or {}).get(name, {})}
+        if model == "segment-transformer":
+            options.setdefault("segment_length", segment_length)
+        resolved[name] = (model, options)
+    return resolved
+
+
 def gap_bins(min_gap: int, max_gap: int, width: int) -> list[tuple[int, int]]:
     """Inclusive gap ranges of ``width`` gaps each (the last one may be shorter)."""
     if width < 1:
@@ -230,25 +259,13 @@ def run_gap_experiment(
         ``by_gap`` (per bin: range, count, accuracy, bit accuracy), ``memory`` (memory
         models), ``parameters``, ``steps``, ``cpu_seconds``, ``wall_seconds``, ``run_dir``.
     """
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown or not variants:
-        raise ValueError(
-            f"unknown variants {', '.join(unknown) or '(none given)'}; valid: {', '.join(VARIANTS)}"
-        )
-    model_options = {name: dict(options) for name, options in (model_options or {}).items()}
-    strays = sorted(set(model_options) - set(variants))
-    if strays:
-        raise ValueError(f"model options given for {', '.join(strays)}, which is not compared")
+    resolved = resolve_options(VARIANTS, variants, model_options, segment_length, "variants")
     task_options = {"bits": bits, "facts": facts, "min_gap": 1, "max_gap": max_gap}
     task = GapRecallTask(GapRecallConfig(**task_options))
     bins = gap_bins(1, max_gap, bin_width)
     out = Path(out_dir)
     configs = {}
-    for name in variants:
-        model, options = VARIANTS[name]
-        options = {**SCALE_OPTIONS.get(model, {}), **options, **model_options.get(name, {})}
-        if model == "segment-transformer":
-            options.setdefault("segment_length", segment_length)
+    for name, (model, options) in resolved.items():
         # Built up front so that a bad option fails before any training.
         configs[name] = gap_train_config(
             model, steps, batch_size, lr, seed, max(1, min(50, steps)), options, task_options
