@@ -31,7 +31,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
     [
         ("train", ["--model", "--task", "--set", "--out", "--steps", "--seed", "--batch-size",
                    "--lr", "--resume", "--quiet"]),
-        ("eval", ["--length", "--batches", "--batch-size", "--seed"]),
+        ("eval", ["--length", "--batches", "--batch-size", "--seed", "--best"]),
         ("plot", ["--out"]),
         ("list", []),
         ("compare", ["--models", "--task", "--steps", "--eval-length", "--out", "--seed", "--set"]),
@@ -145,6 +145,11 @@ def test_train_eval_plot_resume_end_to_end(tmp_path, capsys):
     assert result["model"] == "ntm" and result["task"] == "copy"
     assert 0 <= result["bit_errors_per_sequence"] <= 5 * 4
     assert {"loss", "sequence_accuracy"} <= set(result)
+    assert result["checkpoint"] == "latest"
+
+    assert main(["eval", str(run), "--best", "--batches", "1", "--batch-size", "4"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["checkpoint"] == "best" and 1 <= best["step"] <= 3
 
     plots = tmp_path / "plots"
     assert main(["plot", str(run), "--out", str(plots)]) == 0

@@ -10,6 +10,7 @@ import torch
 
 from torchmem.tasks import make_task
 from torchmem.train import (
+    BEST_FILE,
     CheckpointError,
     TrainConfig,
     eval_seed,
@@ -24,6 +25,7 @@ from torchmem.train import (
     train,
 )
 from torchmem.train.checkpoint import FORMAT, FORMAT_VERSION, REQUIRED_KEYS
+from torchmem.train.trainer import is_better
 
 TINY_MEMORY = {"hidden_size": 16, "memory_slots": 8, "memory_width": 4}
 TINY_TASK = {"bits": 4, "max_length": 3}
@@ -285,3 +287,91 @@ def test_rmsprop_training_runs_and_logs(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
     assert checkpoint["train_config"]["optimizer"] == "rmsprop"
     assert "momentum_buffer" in next(iter(checkpoint["optimizer_state"]["state"].values()))
+
+
+# ----------------------------------------------------------------------------------------
+# best.pt: the best held-out evaluation
+# ----------------------------------------------------------------------------------------
+
+
+def _selection(record):
+    return (record["eval_bit_errors_per_sequence"], record["eval_loss"])
+
+
+def test_best_checkpoint_is_the_best_evaluation(tmp_path):
+    config = tiny_config("ntm", steps=8, eval_every=1, log_every=1, lr=0.05)
+    train(config, tmp_path, quiet=True)
+    evaluations = [r for r in read_metrics(tmp_path) if "eval_loss" in r]
+    assert [r["step"] for r in evaluations] == list(range(1, 9))
+    winner = min(evaluations, key=lambda r: (*_selection(r), r["step"]))
+
+    best = load_checkpoint(tmp_path / BEST_FILE)
+    assert best["step"] == winner["step"] < 8  # lr 0.05 overshoots: the best is not the last
+    chosen = {f"eval_{k}": winner[f"eval_{k}"] for k in ("bit_errors_per_sequence", "loss")}
+    assert best["best"] == {"step": winner["step"], **chosen}
+    # The latest checkpoint knows the best too, and best.pt holds that step's weights: scoring
+    # it on the training held-out data gives back the logged evaluation.
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["best"] == best["best"]
+    scored = evaluate(tmp_path, checkpoint="best", batches=1, batch_size=4)
+    assert scored["checkpoint"] == "best" and scored["step"] == winner["step"]
+    assert scored["loss"] == pytest.approx(winner["eval_loss"], rel=1e-6)
+    assert scored["bit_errors_per_sequence"] == winner["eval_bit_errors_per_sequence"]
+    latest = evaluate(tmp_path, batches=1, batch_size=4)
+    assert latest["checkpoint"] == "latest" and latest["step"] == 8
+
+
+def test_is_better_orders_bits_then_loss_and_never_picks_nan():
+    best = {"step": 3, "eval_bit_errors_per_sequence": 1.0, "eval_loss": 0.5}
+    assert is_better({"bit_errors_per_sequence": 2.0, "loss": 0.1}, None)
+    assert is_better({"bit_errors_per_sequence": 0.5, "loss": 0.9}, best)
+    assert is_better({"bit_errors_per_sequence": 1.0, "loss": 0.4}, best)
+    assert not is_better({"bit_errors_per_sequence": 1.0, "loss": 0.5}, best)  # a tie: keep
+    assert not is_better({"bit_errors_per_sequence": 1.5, "loss": 0.1}, best)
+    assert not is_better({"bit_errors_per_sequence": float("nan"), "loss": 0.1}, None)
+    assert not is_better({"bit_errors_per_sequence": 0.0, "loss": float("nan")}, best)
+
+
+def test_best_checkpoint_survives_resume_bit_for_bit(tmp_path):
+    whole = tiny_config("ntm", steps=6, eval_every=1, checkpoint_every=3, lr=0.05)
+    train(whole, tmp_path / "whole", quiet=True)
+    train(dataclasses.replace(whole, steps=3), tmp_path / "split", quiet=True)
+    train(whole, tmp_path / "split", resume=True, quiet=True)
+    a = load_checkpoint(tmp_path / "whole" / BEST_FILE)
+    b = load_checkpoint(tmp_path / "split" / BEST_FILE)
+    assert a["best"] == b["best"] and a["step"] == b["step"] < 3  # kept across the resume
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+    # New bests add checkpoint saves but no log lines: the logs match line for line.
+    assert read_metrics(tmp_path / "whole") == [
+        {**r, "wall_seconds": w["wall_seconds"], "cpu_seconds": w["cpu_seconds"]}
+        for r, w in zip(read_metrics(tmp_path / "split"), read_metrics(tmp_path / "whole"))
+    ]
+
+
+def test_resume_rewrites_a_best_checkpoint_lost_in_a_crash(tmp_path):
+    config = tiny_config("lstm", steps=2, eval_every=1, lr=0.05)
+    train(config, tmp_path, quiet=True)
+    latest = load_checkpoint(tmp_path / "checkpoint.pt")
+    # A crash between writing checkpoint.pt and best.pt: the latest checkpoint is the best.
+    latest["best"] = {"step": 2, "eval_bit_errors_per_sequence": 0.0, "eval_loss": 0.0}
+    save_checkpoint(latest, tmp_path / "checkpoint.pt")
+    (tmp_path / BEST_FILE).unlink()
+    train(dataclasses.replace(config, steps=3), tmp_path, resume=True, quiet=True)
+    best = load_checkpoint(tmp_path / BEST_FILE)
+    assert best["step"] == 2 and best["best"]["eval_loss"] == 0.0
+    for key, value in latest["model_state"].items():
+        assert torch.equal(value, best["model_state"][key]), key
+
+
+def test_load_run_best_errors(tmp_path, lstm_run):
+    run = lstm_run[0]
+    with pytest.raises(ValueError, match="unknown checkpoint 'first'; valid: latest, best"):
+        load_run(run, checkpoint="first")
+    with pytest.raises(ValueError, match="is a checkpoint file"):
+        load_run(run / "checkpoint.pt", checkpoint="best")
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes())
+    with pytest.raises(FileNotFoundError, match="no best.pt in"):
+        load_run(old, checkpoint="best")
+    assert load_run(old)[3]["step"] == lstm_run[1]["step"]

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a trained run on held-out data; prints one JSON object",
         description="Score a run on held-out data, optionally at a forced (longer) length. "
         "Prints one JSON object with loss, bit_errors_per_sequence, sequence_accuracy, "
-        "length, model, task and step.",
+        "length, model, task, step and checkpoint.",
     )
     evaluate.add_argument("run", type=Path, help="run folder (or checkpoint file)")
     evaluate.add_argument("--length", type=int, help="forced sequence length / item count")
@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=64, help="sequences per batch (default 64)"
     )
     evaluate.add_argument("--seed", type=int, help="held-out data seed (default: the run's own)")
+    evaluate.add_argument(
+        "--best",
+        action="store_true",
+        help="score best.pt, the best held-out evaluation during training, instead of the "
+        "latest checkpoint (chosen on the run's own held-out data: report it with --seed)",
+    )
     evaluate.set_defaults(handler=_eval)
 
     plot = commands.add_parser(
@@ -189,6 +195,7 @@ def _eval(args: argparse.Namespace) -> int:
         batches=args.batches,
         batch_size=args.batch_size,
         seed=args.seed,
+        checkpoint="best" if args.best else "latest",
     )
     print(json.dumps(result))
     return 0

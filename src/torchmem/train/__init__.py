@@ -8,6 +8,7 @@
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .trainer import (
+    BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     EVAL_SEED_OFFSET,
@@ -31,6 +32,7 @@ from .trainer import (
 )
 
 __all__ = [
+    "BEST_FILE",
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "EVAL_SEED_OFFSET",

@@ -14,6 +14,8 @@ runs code from the file. Keys:
 * ``torch_rng_state``: ``ByteTensor`` state of torch's global CPU generator;
   ``cuda_rng_states``: list of CUDA generator states (empty without CUDA)
 * ``wall_seconds``, ``cpu_seconds``: wall-clock and process CPU seconds spent training so far
+* ``best`` (optional): ``{"step": ..., "eval_bit_errors_per_sequence": ..., "eval_loss": ...}``
+  of the best held-out evaluation so far (the run folder's ``best.pt``), or None
 """
 
 from __future__ import annotations

@@ -6,7 +6,13 @@ A run folder holds
   task's full config (rewritten when a run is resumed, e.g. with more ``steps``);
 * ``metrics.jsonl``: one JSON object per log line (see :func:`train`);
 * ``checkpoint.pt``: the latest checkpoint, overwritten atomically every
-  ``checkpoint_every`` steps and at the end; there is one file per run, not one per save.
+  ``checkpoint_every`` steps, at every new best evaluation and at the end; there is one
+  file per run, not one per save;
+* ``best.pt``: the checkpoint of the evaluation with the fewest held-out bit errors per
+  sequence so far (ties: the lower held-out loss; the earlier step), rewritten at each new
+  best. Training on the algorithmic tasks is spiky, so the last step is not always the
+  best; ``torchmem eval RUN --best`` scores this one. The choice is made on the training
+  held-out set, so report it on data drawn with another ``--seed``.
 
 Randomness: the model is initialised from torch's global generator seeded with ``seed``;
 training batches come from their own ``torch.Generator`` seeded with ``seed``; held-out
@@ -38,6 +44,9 @@ from ..tasks import TASKS, Task, make_task, task_config
 from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.pt"
+#: The held-out metrics that choose ``best.pt``, compared in this order (lower is better).
+SELECTION_METRICS = ("bit_errors_per_sequence", "loss")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 
@@ -447,6 +456,20 @@ def _check_resumable(
         )
 
 
+def is_better(held_out: Mapping[str, float], best: Mapping[str, Any] | None) -> bool:
+    """Whether held-out metrics beat the best so far (:data:`SELECTION_METRICS` in order).
+
+    ``best`` holds ``eval_<metric>`` values (None: nothing yet, so anything is better). A
+    NaN metric never wins.
+    """
+    values = tuple(float(held_out[key]) for key in SELECTION_METRICS)
+    if any(math.isnan(value) for value in values):
+        return False
+    if best is None:
+        return True
+    return values < tuple(float(best[f"eval_{key}"]) for key in SELECTION_METRICS)
+
+
 # ----------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------
@@ -494,6 +517,7 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     out = Path(out_dir)
     checkpoint_path, metrics_path = out / CHECKPOINT_FILE, out / METRICS_FILE
+    best_path = out / BEST_FILE
     checkpoint = load_checkpoint(checkpoint_path) if resume else None
     if not resume and not overwrite and (checkpoint_path.exists() or metrics_path.exists()):
         raise ValueError(
@@ -509,6 +533,7 @@ def train(
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     data_generator = torch.Generator().manual_seed(config.seed)
     step, wall_before, cpu_before = 0, 0.0, 0.0
+    best: dict[str, Any] | None = None  # {"step": ..., "eval_<metric>": ...} of best.pt
 
     if checkpoint is not None:
         _check_resumable(config, checkpoint, model, task, checkpoint_path)
@@ -524,10 +549,14 @@ def train(
         wall_before = float(checkpoint.get("wall_seconds", 0.0))
         cpu_before = float(checkpoint.get("cpu_seconds", 0.0))
         _keep_metrics_until(metrics_path, step)
+        best = checkpoint.get("best")
+        if best is not None and best["step"] == step:
+            save_checkpoint(checkpoint, best_path)
     else:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text("")
         checkpoint_path.unlink(missing_ok=True)
+        best_path.unlink(missing_ok=True)
 
     parameters = count_parameters(model)
     resolved = {
@@ -559,26 +588,29 @@ def train(
             cpu_before + time.process_time() - cpu_start,
         )
 
-    def save() -> None:
+    def save(also_best: bool = False) -> None:
         wall, cpu = elapsed()
-        save_checkpoint(
-            {
-                "step": step,
-                "model_name": config.model,
-                "model_config": model_config_dict(model),
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "task_name": config.task,
-                "task_config": task_config(task),
-                "train_config": config.to_dict(),
-                "data_rng_state": data_generator.get_state(),
-                "torch_rng_state": torch.get_rng_state(),
-                "cuda_rng_states": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                "wall_seconds": wall,
-                "cpu_seconds": cpu,
-            },
-            checkpoint_path,
-        )
+        content = {
+            "step": step,
+            "model_name": config.model,
+            "model_config": model_config_dict(model),
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "task_name": config.task,
+            "task_config": task_config(task),
+            "train_config": config.to_dict(),
+            "data_rng_state": data_generator.get_state(),
+            "torch_rng_state": torch.get_rng_state(),
+            "cuda_rng_states": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "wall_seconds": wall,
+            "cpu_seconds": cpu,
+            "best": best,
+        }
+        # The latest checkpoint first: a crash between the two writes leaves a checkpoint
+        # whose best is itself, and resuming rewrites best.pt from it.
+        save_checkpoint(content, checkpoint_path)
+        if also_best:
+            save_checkpoint(content, best_path)
 
     sums: dict[str, float] = {}
     counted = 0
@@ -624,6 +656,7 @@ def train(
             save_now = at_end or (
                 config.checkpoint_every > 0 and step % config.checkpoint_every == 0
             )
+            new_best = False
             # Checkpoints close a log window too, so a resumed run logs the same windows.
             if evaluate_now or save_now or step % config.log_every == 0:
                 record: dict[str, Any] = {"step": step}
@@ -638,6 +671,10 @@ def train(
                         seed=eval_seed(config.seed),
                     )
                     record.update({f"eval_{key}": value for key, value in held_out.items()})
+                    if is_better(held_out, best):
+                        best = {"step": step}
+                        best.update({f"eval_{k}": held_out[k] for k in SELECTION_METRICS})
+                        save_now = new_best = True
                 record["wall_seconds"], record["cpu_seconds"] = elapsed()
                 with metrics_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
@@ -650,7 +687,7 @@ def train(
                     postfix["eval_bits"] = f"{record['eval_bit_errors_per_sequence']:.2f}"
                 bar.set_postfix(postfix, refresh=False)
             if save_now:
-                save()
+                save(also_best=new_best)
 
     assert last is not None  # at least one step ran: _check_resumable guarantees it
     say(
@@ -658,6 +695,11 @@ def train(
         f"{last['eval_bit_errors_per_sequence']:.3f}, sequence accuracy "
         f"{last['eval_sequence_accuracy']:.3f} ({last['cpu_seconds']:.1f} CPU s)"
     )
+    if best is not None and best["step"] != last["step"]:
+        say(
+            f"best evaluation at step {best['step']}: held-out bit errors/sequence "
+            f"{best['eval_bit_errors_per_sequence']:.3f} -> {best_path}"
+        )
     return last
 
 
@@ -666,18 +708,40 @@ def train(
 # ----------------------------------------------------------------------------------------
 
 
+#: ``load_run``'s ``checkpoint`` choices: the file each names in a run folder.
+CHECKPOINT_CHOICES = {"latest": CHECKPOINT_FILE, "best": BEST_FILE}
+
+
 def load_run(
-    run_dir: str | Path, device: str | torch.device | None = None
+    run_dir: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    checkpoint: str = "latest",
 ) -> tuple[nn.Module, Task, TrainConfig, dict[str, Any]]:
     """Rebuild ``(model, task, train config, checkpoint)`` from a run folder.
 
-    ``run_dir`` may also be the path of a checkpoint file. The model is in eval mode, on
-    ``device`` (the CPU when None).
+    ``run_dir`` may also be the path of a checkpoint file. ``checkpoint`` picks the run
+    folder's ``"latest"`` (``checkpoint.pt``) or ``"best"`` (``best.pt``, the best
+    held-out evaluation). The model is in eval mode, on ``device`` (the CPU when None).
     """
+    if checkpoint not in CHECKPOINT_CHOICES:
+        raise ValueError(
+            f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINT_CHOICES)}"
+        )
     path = Path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"no run folder at {path}")
-    checkpoint_path = path / CHECKPOINT_FILE if path.is_dir() else path
+    if path.is_dir():
+        checkpoint_path = path / CHECKPOINT_CHOICES[checkpoint]
+        if checkpoint == "best" and not checkpoint_path.exists():
+            raise FileNotFoundError(
+                f"no {BEST_FILE} in {path}: runs trained before torchmem kept the best "
+                f"evaluation have only {CHECKPOINT_FILE}"
+            )
+    elif checkpoint != "latest":
+        raise ValueError(f"{path} is a checkpoint file; checkpoint={checkpoint!r} needs a folder")
+    else:
+        checkpoint_path = path
     checkpoint = load_checkpoint(checkpoint_path)
     config = build_config(TrainConfig, dict(checkpoint["train_config"]), "saved train")
     task = make_task(checkpoint["task_name"], **checkpoint["task_config"])
@@ -697,6 +761,7 @@ def evaluate(
     batch_size: int = 64,
     seed: int | None = None,
     device: str | torch.device | None = None,
+    checkpoint: str = "latest",
 ) -> dict[str, Any]:
     """Held-out metrics of a run folder (or a model on a task) at a forced sequence length.
 
@@ -710,13 +775,15 @@ def evaluate(
         seed: held-out data seed; None uses the run's own held-out seed (the data its
             training-time evaluations scored), or ``EVAL_SEED_OFFSET`` for a bare model.
         device: where to run a run folder's model (the CPU when None).
+        checkpoint: a run folder's ``"latest"`` or ``"best"`` checkpoint (see
+            :func:`load_run`).
 
     Returns:
         The task's metrics (``loss``, ``bit_errors_per_sequence``, ``sequence_accuracy``,
         ...) plus ``length``, ``model``, ``task``, ``step`` (None for a bare model),
-        ``batches``, ``batch_size`` and ``seed``.
+        ``checkpoint`` (None for a bare model), ``batches``, ``batch_size`` and ``seed``.
     """
-    step = None
+    step, which = None, None
     if isinstance(source, nn.Module):
         if task is None:
             raise ValueError("evaluate(model, ...) needs the task (an instance or a name)")
@@ -726,8 +793,8 @@ def evaluate(
     elif isinstance(source, (str, Path)):
         if task is not None:
             raise ValueError("evaluate(run_dir, ...) uses the run's own task; do not pass one")
-        model, task_obj, config, checkpoint = load_run(source, device=device)
-        step = int(checkpoint["step"])
+        model, task_obj, config, saved = load_run(source, device=device, checkpoint=checkpoint)
+        step, which = int(saved["step"]), checkpoint
         seed = eval_seed(config.seed) if seed is None else seed
     else:
         raise TypeError(f"evaluate expects a run folder or a model, got {type(source).__name__}")
@@ -740,6 +807,7 @@ def evaluate(
         "model": model_name_of(model),
         "task": task_obj.name,
         "step": step,
+        "checkpoint": which,
         "batches": batches,
         "batch_size": batch_size,
         "seed": seed,
@@ -747,6 +815,8 @@ def evaluate(
 
 
 __all__ = [
+    "BEST_FILE",
+    "CHECKPOINT_CHOICES",
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "EVAL_SEED_OFFSET",
@@ -756,6 +826,7 @@ __all__ = [
     "eval_seed",
     "evaluate",
     "forward_with_losses",
+    "is_better",
     "load_run",
     "make_optimizer",
     "make_train_config",
