@@ -1,0 +1,331 @@
+"""One user's memories in memory: tensors with a row per memory, and the events that change them.
+
+The store is event-sourced: every change is an event (a plain dict, see
+:meth:`MemoryTable.apply`), appended to the user's log before it is applied, and the table
+is rebuilt on start from the last snapshot plus the log. Events record *results*
+(``"this row now has strength 0.8"``), not requests, so replaying them needs no encoder,
+no gate and no clock, and gives back exactly the table that was acknowledged.
+
+Row tensors (capacity grows by doubling, so an insert is amortised O(d)):
+
+=================  ==========  ==========================================================
+``keys``           (n, d) f32  unit text embeddings
+``signals``        (n, S) f32  implicit signals of the message (:mod:`.signals`)
+``strength``       (n,) f32    S at ``updated_at``
+``updated_at``     (n,) f64    seconds of the last strength change
+``created_at``     (n,) f64    seconds of the insert
+``stability``      (n,) f32    multiplies the half-life; grows when the memory recurs
+``importance``     (n,) f32    the write gate's p when it was stored
+``count``          (n,) i64    times said (1 + recurrences)
+``status``         (n,) i8     ACTIVE, SUPERSEDED (kept as history) or DELETED
+``ids``            (n,) i64    public memory id
+=================  ==========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from typing import Any
+
+import torch
+from torch import Tensor
+
+ACTIVE, SUPERSEDED, DELETED = 0, 1, 2
+STATUS_NAMES = {ACTIVE: "active", SUPERSEDED: "superseded", DELETED: "deleted"}
+
+_FLOAT_COLUMNS = {
+    "strength": torch.float32,
+    "updated_at": torch.float64,
+    "created_at": torch.float64,
+    "stability": torch.float32,
+    "importance": torch.float32,
+}
+
+
+def encode_tensor(tensor: Tensor) -> str:
+    """float32 tensor -> base64 of its little-endian bytes (for JSON events)."""
+    return base64.b64encode(
+        tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
+    ).decode()
+
+
+def decode_tensor(text: str, length: int) -> Tensor:
+    """Inverse of :func:`encode_tensor`; checks the length."""
+    raw = base64.b64decode(text.encode(), validate=True)
+    if len(raw) != 4 * length:
+        raise ValueError(f"encoded vector holds {len(raw) // 4} numbers, expected {length}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.float32).clone()
+
+
+class MemoryTable:
+    """The rows of one user's memory, the short-term buffer and the write gate's parameters.
+
+    Args:
+        dim: embedding width d.
+        signal_dim: signal width S.
+        gate_weight, gate_bias: the write gate's starting parameters.
+        stm_size: how many recent messages the short-term memory keeps.
+    """
+
+    def __init__(
+        self, dim: int, signal_dim: int, gate_weight: Tensor, gate_bias: Tensor, stm_size: int
+    ) -> None:
+        self.dim, self.signal_dim = dim, signal_dim
+        self.n = 0
+        self.keys = torch.zeros(0, dim)
+        self.signals = torch.zeros(0, signal_dim)
+        self.columns = {name: torch.zeros(0, dtype=dtype) for name, dtype in _FLOAT_COLUMNS.items()}
+        self.count = torch.zeros(0, dtype=torch.int64)
+        self.status = torch.zeros(0, dtype=torch.int8)
+        self.ids = torch.zeros(0, dtype=torch.int64)
+        self.texts: list[str | None] = []
+        self.row_of: dict[int, int] = {}
+        self.histories: dict[int, list[dict]] = {}
+        self.links: dict[int, dict[str, list[int]]] = {}  # id -> supersedes / superseded_by
+        self.next_id = 1
+        self.seq = 0  # last event applied
+        self.gate_weight, self.gate_bias = gate_weight.clone(), gate_bias.clone()
+        # Short-term memory: recent messages (seq, text, key, importance, t), bounded.
+        self.stm: deque[dict[str, Any]] = deque(maxlen=stm_size)
+
+    # ------------------------------------------------------------------ rows
+
+    def __len__(self) -> int:
+        return self.n
+
+    def column(self, name: str) -> Tensor:
+        """The first n entries of a float column (a view)."""
+        return self.columns[name][: self.n]
+
+    def _grow(self, need: int) -> None:
+        capacity = self.keys.shape[0]
+        if need <= capacity:
+            return
+        capacity = max(need, 2 * capacity, 64)
+
+        def grown(tensor: Tensor) -> Tensor:
+            out = torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
+            out[: self.n] = tensor[: self.n]
+            return out
+
+        self.keys, self.signals = grown(self.keys), grown(self.signals)
+        self.columns = {name: grown(tensor) for name, tensor in self.columns.items()}
+        self.count, self.status, self.ids = grown(self.count), grown(self.status), grown(self.ids)
+
+    def row(self, memory_id: int) -> int:
+        """Row of a memory id; KeyError naming the id when there is none."""
+        try:
+            return self.row_of[memory_id]
+        except KeyError:
+            raise KeyError(f"no memory with id {memory_id}") from None
+
+    def active_mask(self) -> Tensor:
+        return self.status[: self.n] == ACTIVE
+
+    def record(self, memory_id: int) -> dict[str, Any]:
+        """A row as plain Python values (strength as stored, not decayed)."""
+        r = self.row(memory_id)
+        return {
+            "id": memory_id,
+            "text": self.texts[r],
+            "status": STATUS_NAMES[int(self.status[r])],
+            **{name: float(self.columns[name][r]) for name in _FLOAT_COLUMNS},
+            "count": int(self.count[r]),
+            "supersedes": list(self.links.get(memory_id, {}).get("supersedes", [])),
+            "superseded_by": list(self.links.get(memory_id, {}).get("superseded_by", [])),
+        }
+
+    # ------------------------------------------------------------------ events
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Apply one event (already validated and logged). Event kinds:
+
+        * ``insert``: ``id, text, key, signals`` (base64), ``t, strength, stability,
+          importance, count, source``, optional ``supersedes`` (ids made SUPERSEDED) and
+          ``consumes`` (short-term entries, by seq, folded into this memory);
+        * ``touch``: ``id, t, strength, stability, count, reason`` (recurrence, recall,
+          feedback), optional ``text`` (what was said again);
+        * ``update``: ``id, t, text, key, signals`` (the user's correction);
+        * ``link``: ``old, new, t``: ``new`` supersedes ``old`` (imports);
+        * ``delete``: ``ids, t, reason``; the text leaves the row and the history, the row
+          stays as a tombstone until compaction;
+        * ``stm``: ``text, key, importance, t`` pushed on the short-term memory;
+        * ``gate``: ``weight`` (base64), ``bias``: new write-gate parameters;
+        * ``feedback``: ``id, reward, t``: recorded in the memory's history.
+        """
+        op = event["op"]
+        handler = getattr(self, f"_apply_{op}", None)
+        if handler is None:
+            raise ValueError(f"unknown event op {op!r}")
+        handler(event)
+        self.seq = max(self.seq, int(event.get("seq", self.seq)))
+
+    def _history(self, memory_id: int, entry: dict[str, Any]) -> None:
+        self.histories.setdefault(memory_id, []).append(entry)
+
+    def _apply_insert(self, e: dict[str, Any]) -> None:
+        memory_id = int(e["id"])
+        self._grow(self.n + 1)
+        r = self.n
+        self.keys[r] = decode_tensor(e["key"], self.dim)
+        self.signals[r] = decode_tensor(e["signals"], self.signal_dim)
+        self.columns["strength"][r] = e["strength"]
+        self.columns["updated_at"][r] = e["t"]
+        self.columns["created_at"][r] = e["t"]
+        self.columns["stability"][r] = e["stability"]
+        self.columns["importance"][r] = e["importance"]
+        self.count[r], self.status[r], self.ids[r] = int(e["count"]), ACTIVE, memory_id
+        self.texts.append(e["text"])
+        self.row_of[memory_id] = r
+        self.n += 1
+        self.next_id = max(self.next_id, memory_id + 1)
+        entry = {"event": "created", "t": e["t"], "text": e["text"], "source": e["source"]}
+        if e.get("supersedes"):
+            entry["supersedes"] = list(e["supersedes"])
+        self._history(memory_id, entry)
+        for old in e.get("supersedes", []):
+            self._supersede(int(old), memory_id, e["t"])
+        consumed = set(e.get("consumes", []))
+        if consumed:
+            kept = [item for item in self.stm if item["seq"] not in consumed]
+            self.stm.clear()
+            self.stm.extend(kept)
+
+    def _supersede(self, old: int, new: int, t: float) -> None:
+        self.status[self.row(old)] = SUPERSEDED
+        self.links.setdefault(old, {}).setdefault("superseded_by", []).append(new)
+        self.links.setdefault(new, {}).setdefault("supersedes", []).append(old)
+        self._history(old, {"event": "superseded", "t": t, "by": new})
+
+    def _apply_link(self, e: dict[str, Any]) -> None:
+        self._supersede(int(e["old"]), int(e["new"]), e["t"])
+
+    def _apply_touch(self, e: dict[str, Any]) -> None:
+        memory_id = int(e["id"])
+        r = self.row(memory_id)
+        self.columns["strength"][r] = e["strength"]
+        self.columns["updated_at"][r] = e["t"]
+        self.columns["stability"][r] = e["stability"]
+        self.count[r] = int(e["count"])
+        if e["reason"] != "recall":  # recalls are frequent: counted, not each kept
+            entry = {"event": e["reason"], "t": e["t"], "strength": e["strength"]}
+            if "text" in e:
+                entry["text"] = e["text"]
+            self._history(memory_id, entry)
+
+    def _apply_update(self, e: dict[str, Any]) -> None:
+        memory_id = int(e["id"])
+        r = self.row(memory_id)
+        old = self.texts[r]
+        self.texts[r] = e["text"]
+        self.keys[r] = decode_tensor(e["key"], self.dim)
+        self.signals[r] = decode_tensor(e["signals"], self.signal_dim)
+        self._history(memory_id, {"event": "updated", "t": e["t"], "old": old, "text": e["text"]})
+
+    def _apply_delete(self, e: dict[str, Any]) -> None:
+        for memory_id in e["ids"]:
+            r = self.row(int(memory_id))
+            self.status[r] = DELETED
+            self.texts[r] = None  # the words are gone; the tombstone only says when and why
+            self.keys[r] = 0.0
+            for entry in self.histories.get(int(memory_id), []):  # no copy of the words left
+                for key in ("text", "old"):
+                    entry.pop(key, None)
+            self._history(int(memory_id), {"event": "deleted", "t": e["t"], "reason": e["reason"]})
+
+    def _apply_stm(self, e: dict[str, Any]) -> None:
+        self.stm.append(
+            {
+                "seq": int(e["seq"]),
+                "text": e["text"],
+                "key": decode_tensor(e["key"], self.dim),
+                "importance": float(e["importance"]),
+                "t": float(e["t"]),
+            }
+        )
+
+    def _apply_gate(self, e: dict[str, Any]) -> None:
+        self.gate_weight = decode_tensor(e["weight"], self.gate_weight.shape[0])
+        self.gate_bias = torch.tensor(float(e["bias"]))
+
+    def _apply_feedback(self, e: dict[str, Any]) -> None:
+        self._history(int(e["id"]), {"event": "feedback", "t": e["t"], "reward": e["reward"]})
+
+    # ------------------------------------------------------------------ snapshots
+
+    def to_snapshot(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """``(tensors, json_part)`` of the table with deleted rows compacted away.
+
+        Deleted memories keep their id and history (a tombstone in the JSON part), not
+        their text or vector.
+        """
+        keep = (self.status[: self.n] != DELETED).nonzero().flatten()
+        tensors = {
+            "keys": self.keys[keep].contiguous(),
+            "signals": self.signals[keep].contiguous(),
+            "count": self.count[keep].contiguous(),
+            "status": self.status[keep].contiguous(),
+            "ids": self.ids[keep].contiguous(),
+            "gate.weight": self.gate_weight.contiguous(),
+            "gate.bias": self.gate_bias.reshape(1).contiguous(),
+            "stm.keys": torch.stack([item["key"] for item in self.stm])
+            if self.stm
+            else torch.zeros(0, self.dim),
+        }
+        for name in _FLOAT_COLUMNS:
+            tensors[name] = self.columns[name][keep].contiguous()
+        meta = {
+            "texts": [self.texts[int(r)] for r in keep],
+            "histories": {str(k): v for k, v in self.histories.items()},
+            "links": {str(k): v for k, v in self.links.items()},
+            "next_id": self.next_id,
+            "seq": self.seq,
+            "stm": [{k: v for k, v in item.items() if k != "key"} for item in self.stm],
+        }
+        return tensors, meta
+
+    def load_snapshot(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Replace the table's contents with a snapshot from :meth:`to_snapshot`."""
+        n = tensors["ids"].shape[0]
+        if tensors["keys"].shape != (n, self.dim):
+            raise ValueError(
+                f"snapshot keys have shape {tuple(tensors['keys'].shape)}, "
+                f"expected ({n}, {self.dim})"
+            )
+        if len(meta["texts"]) != n:
+            raise ValueError(f"snapshot holds {len(meta['texts'])} texts for {n} rows")
+        self.n = 0
+        self.keys = torch.zeros(0, self.dim)
+        self._grow(max(n, 1))
+        self.n = n
+        self.keys[:n] = tensors["keys"]
+        self.signals[:n] = tensors["signals"]
+        for name in _FLOAT_COLUMNS:
+            self.columns[name][:n] = tensors[name]
+        self.count[:n], self.status[:n], self.ids[:n] = (
+            tensors["count"],
+            tensors["status"],
+            tensors["ids"],
+        )
+        self.texts = list(meta["texts"])
+        self.row_of = {int(i): r for r, i in enumerate(tensors["ids"].tolist())}
+        self.histories = {int(k): v for k, v in meta["histories"].items()}
+        self.links = {int(k): v for k, v in meta["links"].items()}
+        self.next_id, self.seq = int(meta["next_id"]), int(meta["seq"])
+        self.gate_weight = tensors["gate.weight"].clone()
+        self.gate_bias = tensors["gate.bias"].reshape(()).clone()
+        self.stm.clear()
+        for item, key in zip(meta["stm"], tensors["stm.keys"]):
+            self.stm.append({**item, "key": key.clone()})
+
+
+__all__ = [
+    "ACTIVE",
+    "DELETED",
+    "STATUS_NAMES",
+    "SUPERSEDED",
+    "MemoryTable",
+    "decode_tensor",
+    "encode_tensor",
+]
