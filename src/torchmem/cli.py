@@ -1,8 +1,9 @@
 """The ``torchmem`` command: a thin layer that parses arguments and calls library functions.
 
 Subcommands: ``train``, ``eval``, ``plot``, ``list``, ``compare``, ``bench``,
-``bench-memoria``. Errors from the library (unknown names or options, missing or corrupt
-files) print one line, ``torchmem: error: <message>``, and exit with status 2; set
+``bench-memoria`` and ``memory`` (the personal memory, :mod:`torchmem.personal.cli`).
+Errors from the library (unknown names or options, missing or corrupt files, bad input)
+print one line, ``torchmem: error: <message>``, and exit with status 2; set
 ``TORCHMEM_DEBUG=1`` to see the traceback instead.
 """
 
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     compare.add_argument("--quiet", action="store_true", help="no progress bars, no table")
     compare.set_defaults(handler=_compare)
+
+    from .personal.cli import add_memory_parser
+
+    add_memory_parser(commands)
 
     # `torchmem bench ...` and `torchmem bench-memoria ...` are dispatched in main before
     # parsing (their arguments belong to the benchmark); the entries here document them in
@@ -304,10 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else (0 if exit_.code is None else EXIT_USAGE)
             )
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError) as error:
         if os.environ.get("TORCHMEM_DEBUG"):
             raise
-        print(f"torchmem: error: {error}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"torchmem: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("torchmem: interrupted", file=sys.stderr)

@@ -48,6 +48,8 @@ def test_retrieval_scores_weight_cosine_by_strength_and_threshold():
     assert similarity.tolist() == pytest.approx([1.0, math.sqrt(0.5), 0.0], abs=1e-6)
     assert score[:2].tolist() == pytest.approx([0.5, math.sqrt(0.5)], abs=1e-6)
     assert score[2] == float("-inf")  # below the retrieval threshold
+    softer, _ = retrieval_scores(query, keys, torch.tensor([0.25, 1.0, 0.01]), 0.05, 0.5)
+    assert float(softer[0]) == pytest.approx(0.5)  # 1.0 * 0.25 ** 0.5
 
 
 def test_gate_probability_and_reinforce_step_by_hand():

@@ -36,7 +36,7 @@ def test_the_seeds_expected_behaviour(mem):
         assert mem.search("visuals", k=1, at=T0 + day * DAY)[0].id == visuals.id
     hits = mem.search("what visuals do I like", at=T0 + 150 * DAY)
     assert [h.id for h in hits] == [visuals.id]
-    assert hits[0].score == pytest.approx(hits[0].similarity * hits[0].strength)
+    assert hits[0].score == pytest.approx(hits[0].similarity * hits[0].strength ** 0.5)
     # 0.5 ** (150 / 30) = 0.03 < retrieve_threshold 0.05
     assert mem.get(unused, at=T0 + 150 * DAY)["current_strength"] == pytest.approx(0.5**5, rel=1e-4)
     assert mem.search("carpenter", at=T0 + 150 * DAY) == []  # faded below the threshold

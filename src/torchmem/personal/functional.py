@@ -7,7 +7,9 @@ Legend: n stored memories, d embedding width, f gate features.
   A memory's half-life is the store's half-life times its own stability, which grows
   each time the memory recurs (spaced repetition: what is said often fades slower).
 * Retrieval (the seed's "cosine similarity ... weighted by memory strength"):
-  ``score_i = cos(q, k_i) * S_i(now)``, memories below the retrieval threshold excluded.
+  ``score_i = cos(q, k_i) * S_i(now) ** alpha``, memories below the retrieval threshold
+  excluded; ``alpha`` < 1 softens the weighting so that a relevant memory which has faded
+  somewhat still beats a strong one that is barely related.
 * Write gate (the seed's "Importance Score = Sigmoid(Controller Output)"):
   ``p = sigmoid(w . x + b)`` over the text embedding and the text's signals.
 * Gate feedback (the seed's "controller (RL agent)"): one REINFORCE step on the Bernoulli
@@ -41,7 +43,7 @@ def decayed_strength(
 
 
 def retrieval_scores(
-    query: Tensor, keys: Tensor, strength: Tensor, threshold: float
+    query: Tensor, keys: Tensor, strength: Tensor, threshold: float, exponent: float = 1.0
 ) -> tuple[Tensor, Tensor]:
     """Strength-weighted cosine scores of all memories for one query.
 
@@ -51,13 +53,14 @@ def retrieval_scores(
         strength: ``(n,)`` current strengths; rows below ``threshold`` (and inactive rows,
             given strength 0) score ``-inf``.
         threshold: minimum strength to be retrieved.
+        exponent: alpha, the weight of strength in the score.
 
     Returns:
-        ``(score, similarity)``, each ``(n,)``: ``similarity * strength`` (or ``-inf``) and
-        the cosine similarity itself.
+        ``(score, similarity)``, each ``(n,)``: ``similarity * strength ** alpha`` (or
+        ``-inf``) and the cosine similarity itself.
     """
     similarity = keys @ query
-    score = similarity * strength
+    score = similarity * strength.clamp_min(0.0).pow(exponent)
     return score.masked_fill(strength < threshold, float("-inf")), similarity
 
 

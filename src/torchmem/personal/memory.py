@@ -18,7 +18,9 @@ and :mod:`.store` (files):
 4. **Decay**: ``S(now) = S * 0.5 ** (elapsed / (half_life * stability))``; below
    ``retrieve_threshold`` a memory is not retrieved, below ``remove_threshold`` it is
    deleted at the next maintenance. Recall and positive feedback strengthen.
-5. **Retrieve**: ``score = cos(query, key) * S(now)``, top-k, with the parts of the score.
+5. **Retrieve**: ``score = cos(query, key) * S(now) ** strength_exponent``, top-k, with
+   the parts of the score. Each retrieved memory is recalled: its strength rises by
+   ``recall_boost * cos``.
 6. **Feedback** moves strengths and trains the gate by REINFORCE.
 """
 
@@ -77,7 +79,9 @@ class PersonalMemoryConfig:
             supersedes the memory; None: the encoder's default.
         min_similarity: a hit's cosine similarity must exceed this; None: the encoder's
             default.
-        recall_boost: strength added when a memory is retrieved [0.05].
+        strength_exponent: alpha in ``score = cos * S ** alpha`` [0.5].
+        recall_boost: a retrieved memory's strength rises by this times its similarity
+            to the query [0.5].
         feedback_boost: strength added per unit of positive reward [0.3].
         feedback_penalty: share of strength removed per unit of negative reward [0.5].
         stability_growth: factor on a memory's half-life each time it recurs [1.5].
@@ -98,7 +102,8 @@ class PersonalMemoryConfig:
     repeat_similarity: float | None = None
     subject_similarity: float | None = None
     min_similarity: float | None = None
-    recall_boost: float = 0.05
+    strength_exponent: float = 0.5
+    recall_boost: float = 0.5
     feedback_boost: float = 0.3
     feedback_penalty: float = 0.5
     stability_growth: float = 1.5
@@ -109,7 +114,7 @@ class PersonalMemoryConfig:
     fsync: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("half_life_days", "gate_lr", "stability_growth"):
+        for name in ("half_life_days", "gate_lr", "stability_growth", "strength_exponent"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -166,7 +171,8 @@ class AddResult:
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved memory: ``score = similarity * strength``."""
+    """One retrieved memory: ``score = similarity * strength ** strength_exponent``
+    (``strength`` at the time of the search, before the recall strengthened it)."""
 
     id: int
     text: str
@@ -222,8 +228,9 @@ class PersonalMemory:
     Args:
         store_dir: folder holding one sub-folder per user.
         user_id: 1-128 characters from ``A-Z a-z 0-9 _ . @ -``.
-        encoder: ``"hash"`` (default; no model), ``"minilm"`` (``torchmem[minilm]``) or an
-            :class:`~.encoders.Encoder`. An existing store must be opened with the encoder
+        encoder: ``"hash"`` (no model), ``"minilm"`` (``torchmem[minilm]``) or an
+            :class:`~.encoders.Encoder`; None (default): the store's own encoder, or
+            ``"hash"`` for a new store. An existing store must be opened with the encoder
             it was made with.
         config: :class:`PersonalMemoryConfig` (or a dict of its fields).
 
@@ -235,7 +242,7 @@ class PersonalMemory:
         self,
         store_dir: str | Path,
         user_id: str,
-        encoder: str | Encoder = "hash",
+        encoder: str | Encoder | None = None,
         config: PersonalMemoryConfig | dict | None = None,
     ) -> None:
         if isinstance(config, dict):
@@ -249,12 +256,15 @@ class PersonalMemory:
             config = PersonalMemoryConfig(**config)
         self.config = config or PersonalMemoryConfig()
         self.user_id = check_user_id(user_id)
+        self.store = UserStore(store_dir, user_id, fsync=self.config.fsync)
+        if encoder is None:
+            manifest = self.store.read_manifest()
+            encoder = manifest["encoder"] if manifest is not None else "hash"
         self.encoder = make_encoder(encoder)
         defaults = ENCODER_THRESHOLDS.get(self.encoder.name, OTHER_ENCODER_THRESHOLDS)
         for name, default in defaults.items():
             value = getattr(self.config, name)
             setattr(self, name, default if value is None else float(value))
-        self.store = UserStore(store_dir, user_id, fsync=self.config.fsync)
         self._closed = False
         self._events_since_snapshot = 0
         with self.store.locked():
@@ -468,7 +478,7 @@ class PersonalMemory:
 
         Memories whose current strength is below ``retrieve_threshold``, or whose
         similarity is at most ``min_similarity``, are not returned.
-        With ``reinforce``, each returned memory gains ``recall_boost`` strength.
+        With ``reinforce``, each returned memory gains ``recall_boost * similarity`` strength.
         """
         query = _check_text(query, self.config.max_chars, "query")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -485,7 +495,11 @@ class PersonalMemory:
             return []
         strength = self.strengths(now)
         score, similarity = retrieval_scores(
-            q, t.keys[: t.n], strength, self.config.retrieve_threshold
+            q,
+            t.keys[: t.n],
+            strength,
+            self.config.retrieve_threshold,
+            self.config.strength_exponent,
         )
         top = torch.topk(score, min(k, t.n))
         hits, events = [], []
@@ -508,7 +522,12 @@ class PersonalMemory:
             )
             if reinforce and self.config.recall_boost > 0:
                 events.append(
-                    self._touch(row, now, float(strength[row]) + self.config.recall_boost, "recall")
+                    self._touch(
+                        row,
+                        now,
+                        float(strength[row]) + self.config.recall_boost * float(similarity[row]),
+                        "recall",
+                    )
                 )
         if events:
             self._commit(events, durable=False)

@@ -49,7 +49,7 @@ LOCK = ".lock"
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(ValueError):
     """A store folder that cannot be read as a torchmem personal memory."""
 
 

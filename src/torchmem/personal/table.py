@@ -208,7 +208,8 @@ class MemoryTable:
         self.columns["updated_at"][r] = e["t"]
         self.columns["stability"][r] = e["stability"]
         self.count[r] = int(e["count"])
-        if e["reason"] != "recall":  # recalls are frequent: counted, not each kept
+        # Recalls are frequent (counted, not each kept); feedback has its own entry.
+        if e["reason"] not in ("recall", "feedback"):
             entry = {"event": e["reason"], "t": e["t"], "strength": e["strength"]}
             if "text" in e:
                 entry["text"] = e["text"]
