@@ -1,7 +1,8 @@
 """The ``torchmem`` command: a thin layer that parses arguments and calls library functions.
 
 Subcommands: ``train``, ``eval``, ``plot``, ``list``, ``compare``, ``bench``,
-``bench-memoria`` and ``memory`` (the personal memory, :mod:`torchmem.personal.cli`).
+``bench-memoria``, ``memory`` and ``serve`` (the personal memory and its HTTP service,
+:mod:`torchmem.personal.cli`).
 Errors from the library (unknown names or options, missing or corrupt files, bad input)
 print one line, ``torchmem: error: <message>``, and exit with status 2; set
 ``TORCHMEM_DEBUG=1`` to see the traceback instead.
@@ -142,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bars, no table")
     compare.set_defaults(handler=_compare)
 
-    from .personal.cli import add_memory_parser
+    from .personal.cli import add_memory_parser, add_serve_parser
 
     add_memory_parser(commands)
+    add_serve_parser(commands)
 
     # `torchmem bench ...` and `torchmem bench-memoria ...` are dispatched in main before
     # parsing (their arguments belong to the benchmark); the entries here document them in

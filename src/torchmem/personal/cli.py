@@ -89,6 +89,39 @@ def add_memory_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--keep", action="store_true", help="keep the demo store in --store")
 
 
+def add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``serve``: the HTTP service."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve personal memories over HTTP (FastAPI; per-user API tokens)",
+        description="Serve the personal-memory store over HTTP. Each bearer token reaches "
+        "exactly one user's memories. OpenAPI schema at /openapi.json, docs at /docs.",
+    )
+    serve.add_argument("--store", type=Path, help="store folder (as for `torchmem memory`)")
+    serve.add_argument(
+        "--tokens", type=Path, help="token file (default STORE/tokens.json)", default=None
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument("--encoder", choices=["hash", "minilm"], help="encoder of new stores")
+    serve.add_argument(
+        "--add-token", metavar="USER", help="make a token for USER, print it once, and exit"
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import add_token, serve
+
+    store = args.store or default_store()
+    tokens = args.tokens or store / "tokens.json"
+    if args.add_token:
+        print(add_token(tokens, args.add_token))
+        return 0
+    serve(store, tokens, host=args.host, port=args.port, encoder=args.encoder)
+    return 0
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
@@ -146,4 +179,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_memory_parser", "default_store"]
+__all__ = ["add_memory_parser", "add_serve_parser", "default_store"]
