@@ -271,3 +271,25 @@ def test_forget_user_deletes_everything(tmp_path):
         mem.search("Cairo")
     assert other.search("Lima", at=T0)[0].text == "I live in Lima"
     assert PersonalMemory(tmp_path, "gus").list() == []
+
+
+def test_add_many_is_one_snapshot_all_or_nothing(tmp_path, monkeypatch):
+    mem = PersonalMemory(tmp_path, "ivy", config={"fsync": False})
+    ids = mem.add_many(["I like tea", "I live in Oslo", "I speak French"], at=T0)
+    assert ids == [1, 2, 3] and mem.store.generation == 1
+    assert [h.id for h in mem.search("Oslo", at=T0)] == [2]
+    assert mem.add("My cat is called Tom", at=T0).id == 4
+    with pytest.raises(ValueError, match="text is empty"):
+        mem.add_many(["fine", ""])
+    # A failure while writing the snapshot leaves the store as it was.
+    import torchmem.personal.store as store_module
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module, "atomic_write", broken)
+    with pytest.raises(OSError, match="disk full"):
+        mem.add_many(["I like chess"], at=T0)
+    monkeypatch.undo()
+    assert [r["text"] for r in mem.list(at=T0)].count("I like chess") == 0
+    assert len(PersonalMemory(tmp_path, "ivy").list(at=T0)) == 4

@@ -49,7 +49,7 @@ EXPORT_FORMAT = "torchmem-personal-memory-export"
 #: Similarity thresholds per encoder, used where the config leaves them None: cosines of
 #: the lexical hash encoder and of MiniLM live on different scales.
 ENCODER_THRESHOLDS: dict[str, dict[str, float]] = {
-    "hash": {"repeat_similarity": 0.85, "subject_similarity": 0.6, "min_similarity": 0.1},
+    "hash": {"repeat_similarity": 0.85, "subject_similarity": 0.7, "min_similarity": 0.1},
     "minilm": {"repeat_similarity": 0.9, "subject_similarity": 0.7, "min_similarity": 0.2},
 }
 #: ... and for an encoder not listed there.
@@ -87,7 +87,8 @@ class PersonalMemoryConfig:
         stability_growth: factor on a memory's half-life each time it recurs [1.5].
         gate_lr: REINFORCE step size of the gate on feedback [2.0].
         max_chars: longest text accepted [8000].
-        snapshot_every: events between automatic snapshots [2000].
+        snapshot_every: events between automatic snapshots, at least; a store of n
+            memories waits for n / 4 events [2000].
         utc_offset_hours: the user's time zone, for time-of-day signals [0].
         fsync: fsync acknowledged writes (off only for throwaway stores) [True].
     """
@@ -324,7 +325,9 @@ class PersonalMemory:
         for event in events:
             self.table.apply(event)
         self._events_since_snapshot += len(events)
-        if self._events_since_snapshot >= self.config.snapshot_every:
+        # At least snapshot_every events, and at least a quarter of the rows: a snapshot
+        # rewrites every row, so its cost stays O(1) per event however large the store.
+        if self._events_since_snapshot >= max(self.config.snapshot_every, self.table.n // 4):
             self.snapshot()
 
     # ------------------------------------------------------------------ maths helpers
@@ -830,57 +833,112 @@ class PersonalMemory:
             except (KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{path}, line {number}: not a memory record ({error})") from None
             records.append(record)
-        if not same_space and records:
-            keys = self.encoder.encode([r["text"] for r in records])
-            for record, key in zip(records, keys):
-                record["key"] = encode_tensor(key)
+        keys = (
+            torch.stack([decode_tensor(r["key"], self.encoder.dim) for r in records])
+            if same_space and records
+            else self.encoder.encode([r["text"] for r in records])
+        )
+        zeros = encode_tensor(torch.zeros(len(SIGNAL_NAMES)))
+        signals = (
+            torch.stack(
+                [decode_tensor(r.get("signals") or zeros, len(SIGNAL_NAMES)) for r in records]
+            )
+            if records
+            else torch.zeros(0, len(SIGNAL_NAMES))
+        )
+        columns = {
+            name: torch.tensor([r[name] for r in records], dtype=torch.float64)
+            for name in ("strength", "updated_at", "created_at", "stability", "importance")
+        }
+        links = [
+            (r["id"], r["superseded_by"][0], r["updated_at"])
+            for r in records
+            if r["status"] == "superseded" and r.get("superseded_by")
+        ]
         with self.store.locked():
             self._sync()
-            new_id, events = {}, []
-            for record in records:
-                new_id[record["id"]] = self.table.next_id + len(new_id)
-            for record in records:
-                event = {
-                    "op": "insert",
-                    "id": new_id[record["id"]],
-                    "text": record["text"],
-                    "key": record["key"],
-                    "signals": record.get("signals")
-                    or encode_tensor(torch.zeros(len(SIGNAL_NAMES))),
-                    "t": record["created_at"],
-                    "strength": 1.0,
-                    "stability": 1.0,
-                    "importance": record["importance"],
-                    "count": record["count"],
-                    "source": "import",
-                }
-                events.append(event)
-            for record in records:
-                events.append(
-                    {
-                        "op": "touch",
-                        "id": new_id[record["id"]],
-                        "t": record["updated_at"],
-                        "strength": record["strength"],
-                        "stability": record["stability"],
-                        "count": record["count"],
-                        "reason": "imported",
-                    }
-                )
-            for record in records:
-                old = [new_id[i] for i in record.get("superseded_by", []) if i in new_id]
-                if record["status"] == "superseded" and old:
-                    # Re-link: the later memory supersedes this one again.
-                    events.append(
-                        {
-                            "op": "link",
-                            "old": new_id[record["id"]],
-                            "new": old[0],
-                            "t": record["updated_at"],
-                        }
-                    )
-            self._commit(events)
-            return len(records)
+            new_ids = self._bulk_insert(
+                [r["text"] for r in records],
+                keys,
+                signals,
+                columns,
+                torch.tensor([r["count"] for r in records], dtype=torch.int64),
+                "import",
+                links=links,
+                old_ids=[r["id"] for r in records],
+            )
+            return len(new_ids)
+
+    def _bulk_insert(
+        self,
+        texts: list[str],
+        keys: Tensor,
+        signals: Tensor,
+        columns: dict[str, Tensor],
+        count: Tensor,
+        source: str,
+        links: list[tuple[int, int, float]] = (),
+        old_ids: list[int] | None = None,
+    ) -> list[int]:
+        """Insert many memories as one snapshot (call under the lock, after _sync): all or
+        nothing on disk, and the table reloaded from disk if writing fails."""
+        try:
+            new_ids = self.table.bulk_insert(texts, keys, signals, columns, count, source)
+            if old_ids is not None:
+                renumber = dict(zip(old_ids, new_ids))
+                for old, new, when in links:
+                    if old in renumber and new in renumber:
+                        self.table.link(renumber[old], renumber[new], when)
+            self.snapshot()
+        except BaseException:
+            self._open()
+            raise
+        return new_ids
+
+    def add_many(self, texts: list[str], at: float | None = None) -> list[int]:
+        """Store many texts at once as new memories, without the gate or consolidation
+        (a bulk load: seeding a store, benchmarks); written as one snapshot, all or nothing.
+        Returns their ids."""
+        texts = [_check_text(text, self.config.max_chars) for text in texts]
+        now = _check_time(at)
+        keys = self.encoder.encode(texts) if texts else torch.zeros(0, self.encoder.dim)
+        return self.add_many_encoded(texts, keys, at=now)
+
+    def add_many_encoded(
+        self, texts: list[str], keys: Tensor, at: float | None = None
+    ) -> list[int]:
+        """:meth:`add_many` with the texts' unit vectors already computed: ``keys`` (m, d)."""
+        now = _check_time(at)
+        if keys.shape != (len(texts), self.encoder.dim):
+            raise ValueError(
+                f"keys must have shape ({len(texts)}, {self.encoder.dim}), got {tuple(keys.shape)}"
+            )
+        m = len(texts)
+        signals = (
+            torch.stack(
+                [message_signals(text, now, self.config.utc_offset_hours) for text in texts]
+            )
+            if m
+            else torch.zeros(0, len(SIGNAL_NAMES))
+        )
+        full = torch.full((m,), now, dtype=torch.float64)
+        columns = {
+            "strength": torch.ones(m),
+            "updated_at": full,
+            "created_at": full,
+            "stability": torch.ones(m),
+            "importance": torch.ones(m),
+        }
+        with self.store.locked():
+            self._sync()
+            return self._bulk_insert(
+                texts,
+                keys.to(torch.float32),
+                signals,
+                columns,
+                torch.ones(m, dtype=torch.int64),
+                "bulk",
+            )
 
     def forget(self) -> None:
         """Forget the user: delete their folder and everything in it. The object is closed."""
