@@ -50,7 +50,7 @@ EXPORT_FORMAT = "torchmem-personal-memory-export"
 #: the lexical hash encoder and of MiniLM live on different scales.
 ENCODER_THRESHOLDS: dict[str, dict[str, float]] = {
     "hash": {"repeat_similarity": 0.85, "subject_similarity": 0.7, "min_similarity": 0.1},
-    "minilm": {"repeat_similarity": 0.9, "subject_similarity": 0.7, "min_similarity": 0.2},
+    "minilm": {"repeat_similarity": 0.9, "subject_similarity": 0.35, "min_similarity": 0.1},
 }
 #: ... and for an encoder not listed there.
 OTHER_ENCODER_THRESHOLDS = {
@@ -401,6 +401,29 @@ class PersonalMemory:
         text = _check_text(text, self.config.max_chars)
         now = _check_time(at)
         key, signals = self._encode(text, now)
+        return self._add(text, key, signals, now)
+
+    def add_encoded(self, text: str, key: Tensor, at: float | None = None) -> AddResult:
+        """:meth:`add` with the text's vector already computed (``key``: ``(d,)``, unit
+        norm, from this store's encoder): for applications that batch their encoding."""
+        text = _check_text(text, self.config.max_chars)
+        now = _check_time(at)
+        key = self._check_key(key)
+        return self._add(text, key, message_signals(text, now, self.config.utc_offset_hours), now)
+
+    def _check_key(self, key: Tensor) -> Tensor:
+        if not isinstance(key, Tensor):
+            raise TypeError(f"key must be a tensor, got {type(key).__name__}")
+        if key.shape != (self.encoder.dim,) or not key.is_floating_point():
+            raise ValueError(
+                f"key must be a float tensor of shape ({self.encoder.dim},), got "
+                f"{key.dtype} {tuple(key.shape)}"
+            )
+        if not torch.isfinite(key).all():
+            raise ValueError("key holds NaN or infinite values")
+        return key.detach().to("cpu", torch.float32)
+
+    def _add(self, text: str, key: Tensor, signals: Tensor, now: float) -> AddResult:
         with self.store.locked():
             self._sync()
             p = self._importance(key, signals)
@@ -487,10 +510,19 @@ class PersonalMemory:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         now = _check_time(at)
-        q = self.encoder.encode([query])[0]
+        return self.search_encoded(self.encoder.encode([query])[0], k, now, reinforce=reinforce)
+
+    def search_encoded(
+        self, query_key: Tensor, k: int = 5, at: float | None = None, *, reinforce: bool = True
+    ) -> list[Hit]:
+        """:meth:`search` with the query's vector already computed (``(d,)``)."""
+        query_key = self._check_key(query_key)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        now = _check_time(at)
         with self.store.locked():
             self._sync()
-            return self._search(q, k, now, reinforce)
+            return self._search(query_key, k, now, reinforce)
 
     def _search(self, q: Tensor, k: int, now: float, reinforce: bool) -> list[Hit]:
         t = self.table
