@@ -22,6 +22,7 @@ from .models.segment_transformer import (
     TransformerXL,
     TransformerXLConfig,
 )
+from .personal import PersonalMemory, PersonalMemoryConfig
 from .registry import MODELS, make_model, model_options
 from .state import detach_state, map_state, state_to
 
@@ -43,6 +44,8 @@ __all__ = [
     "NTM",
     "NTMConfig",
     "NTMState",
+    "PersonalMemory",
+    "PersonalMemoryConfig",
     "SegmentTransformer",
     "SegmentTransformerConfig",
     "TransformerXL",

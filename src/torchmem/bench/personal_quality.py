@@ -84,7 +84,7 @@ def score(messages, queries, stored_ids, hits) -> dict:
     }
 
 
-def run_torchmem(messages, queries, encoder, keys, folder) -> dict:
+def run_torchmem(messages, queries, encoder, keys, folder, config=None) -> dict:
     from torchmem.personal import PersonalMemory
 
     memories: dict[str, PersonalMemory] = {}
@@ -93,7 +93,9 @@ def run_torchmem(messages, queries, encoder, keys, folder) -> dict:
     for message, key in zip(messages, keys["messages"]):
         mem = memories.get(message["user"])
         if mem is None:
-            mem = memories[message["user"]] = PersonalMemory(folder, message["user"], encoder)
+            mem = memories[message["user"]] = PersonalMemory(
+                folder, message["user"], encoder, config
+            )
         result = mem.add_encoded(message["text"], key, at=message["t"])
         stored_ids.append(result.id if result.stored else None)
         actions[result.action] = actions.get(result.action, 0) + 1
