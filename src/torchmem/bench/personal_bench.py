@@ -23,7 +23,6 @@ and ``Memory.search``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from ._common import offline_mem0, write_report
 
 T0 = 1_767_225_600.0  # 2026-01-01 UTC
 USER = "bench"
@@ -150,52 +151,12 @@ def run_torchmem(size, folder, encoder, probe_texts, probe_keys, query_texts, qu
 
 def run_mem0(size, folder, encode, probe_texts, probe_keys, query_texts, query_keys, live):
     """mem0 2.x, offline: qdrant local store, SQLite history, a cached-vector embedder."""
-    os.environ["MEM0_TELEMETRY"] = "False"  # before importing mem0: no PostHog, no fetches
-    os.environ["MEM0_DIR"] = str(Path(folder) / "mem0_home")
     import hashlib
     import uuid
     from datetime import datetime, timezone
 
-    from mem0 import Memory
-    from mem0.embeddings.base import EmbeddingBase
-
-    class Cached(EmbeddingBase):
-        """Answers from a text -> vector cache; misses run the real encoder (timed)."""
-
-        def __init__(self):
-            super().__init__(None)
-            self.config.embedding_dims = probe_keys.shape[1]
-            self.cache: dict[str, list[float]] = {}
-
-        def embed(self, text, memory_action=None):
-            vector = self.cache.get(text)
-            return vector if vector is not None else encode([text])[0].tolist()
-
-        def embed_batch(self, texts, memory_action="add"):
-            return [self.embed(t) for t in texts]
-
-    dummy = {"api_key": "unused-offline", "openai_base_url": "http://127.0.0.1:9/v1"}
     dim = probe_keys.shape[1]
-    memory = Memory.from_config(
-        {
-            "vector_store": {
-                "provider": "qdrant",
-                "config": {
-                    "collection_name": "bench",
-                    "embedding_model_dims": dim,
-                    "path": str(Path(folder) / "mem0-qdrant"),
-                },
-            },
-            "embedder": {"provider": "openai", "config": {**dummy, "embedding_dims": dim}},
-            "llm": {
-                "provider": "openai",
-                "config": dict(dummy),
-            },  # built, never called (infer=False)
-            "history_db_path": str(Path(folder) / "mem0-history.db"),
-        }
-    )
-    embedder = Cached()
-    memory.embedding_model = embedder
+    memory, cache = offline_mem0(folder, dim, encode)
     texts, keys = background(size, dim, seed=size)
     start = time.perf_counter()
     now = datetime.now(timezone.utc).isoformat()
@@ -218,8 +179,8 @@ def run_mem0(size, folder, encode, probe_texts, probe_keys, query_texts, query_k
         )
     build = time.perf_counter() - start
     del texts, keys
-    embedder.cache.update({t: k.tolist() for t, k in zip(probe_texts, probe_keys)})
-    embedder.cache.update({t: k.tolist() for t, k in zip(query_texts, query_keys)})
+    cache.update({t: k.tolist() for t, k in zip(probe_texts, probe_keys)})
+    cache.update({t: k.tolist() for t, k in zip(query_texts, query_keys)})
     adds, searches = [], []
     for text in probe_texts:
         start = time.perf_counter()
@@ -230,7 +191,7 @@ def run_mem0(size, folder, encode, probe_texts, probe_keys, query_texts, query_k
         memory.search(text, filters={"user_id": USER}, top_k=5)
         searches.append(time.perf_counter() - start)
     result = {"size": size, "build_s": build, "add": summary(adds), "search": summary(searches)}
-    embedder.cache.clear()
+    cache.clear()
     adds_live, searches_live = [], []
     for text in probe_texts[:live]:
         start = time.perf_counter()
@@ -359,12 +320,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
     report = run(args.sizes, args.mem0_sizes, args.probes, args.live, args.encoder, args.dir)
-    text = format_report(report)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+    write_report(report, format_report(report), args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import torch
 
 from torchmem.personal.drift import generate_drift, mentions
+
+from ._common import offline_mem0, write_report
 
 
 def gate_training_texts() -> set[str]:
@@ -112,43 +113,12 @@ def run_torchmem(messages, queries, encoder, keys, folder, config=None) -> dict:
 
 
 def run_mem0(messages, queries, keys, folder) -> dict:
-    os.environ["MEM0_TELEMETRY"] = "False"
-    os.environ["MEM0_DIR"] = str(Path(folder) / "mem0_home")
-    from mem0 import Memory
-    from mem0.embeddings.base import EmbeddingBase
+    def unexpected(texts):
+        raise KeyError(f"no cached vector for {texts!r}")
 
-    cache = {m["text"]: k.tolist() for m, k in zip(messages, keys["messages"])}
+    memory, cache = offline_mem0(folder, keys["messages"].shape[1], unexpected)
+    cache.update({m["text"]: k.tolist() for m, k in zip(messages, keys["messages"])})
     cache.update({q["text"]: k.tolist() for q, k in zip(queries, keys["queries"])})
-
-    class Cached(EmbeddingBase):
-        def __init__(self):
-            super().__init__(None)
-            self.config.embedding_dims = keys["messages"].shape[1]
-
-        def embed(self, text, memory_action=None):
-            return cache[text]
-
-        def embed_batch(self, texts, memory_action="add"):
-            return [cache[t] for t in texts]
-
-    dummy = {"api_key": "unused-offline", "openai_base_url": "http://127.0.0.1:9/v1"}
-    dim = keys["messages"].shape[1]
-    memory = Memory.from_config(
-        {
-            "vector_store": {
-                "provider": "qdrant",
-                "config": {
-                    "collection_name": "quality",
-                    "embedding_model_dims": dim,
-                    "path": str(Path(folder) / "qdrant"),
-                },
-            },
-            "embedder": {"provider": "openai", "config": {**dummy, "embedding_dims": dim}},
-            "llm": {"provider": "openai", "config": dict(dummy)},
-            "history_db_path": str(Path(folder) / "history.db"),
-        }
-    )
-    memory.embedding_model = Cached()
     start = time.process_time()
     stored_ids = []
     for message in messages:
@@ -237,12 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
     report = run(args.encoder, args.users, args.seed, args.mem0)
-    text = format_report(report)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+    write_report(report, format_report(report), args.out)
     return 0
 
 
