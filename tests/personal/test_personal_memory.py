@@ -293,3 +293,35 @@ def test_add_many_is_one_snapshot_all_or_nothing(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [r["text"] for r in mem.list(at=T0)].count("I like chess") == 0
     assert len(PersonalMemory(tmp_path, "ivy").list(at=T0)) == 4
+
+
+def test_a_newer_memory_on_the_same_subject_shadows_an_older_hit(tmp_path):
+    """Two hits of one query that are similar to each other: only the newer is returned."""
+
+    class Toy:  # a 3-d encoder whose vectors are chosen by hand
+        name, dim = "toy", 3
+        vectors = {
+            "old drink": [1.0, 0.2, 0.0],
+            "new drink": [0.6, 1.0, 0.0],
+            "city": [0.0, 0.0, 1.0],
+            "drink?": [1.0, 1.0, 0.3],
+        }
+
+        def encode(self, texts):
+            rows = torch.tensor([self.vectors[t] for t in texts])
+            return torch.nn.functional.normalize(rows, dim=1)
+
+    config = {"store_threshold": 0.0, "stm_threshold": 0.0, "subject_similarity": 0.99,
+              "repeat_similarity": 0.999, "fsync": False}  # fmt: skip
+    mem = PersonalMemory(tmp_path, "u", encoder=Toy(), config={**config, "shadow_similarity": 0.5})
+    for i, text in enumerate(["old drink", "new drink", "city"]):
+        mem.add(text, at=T0 + i)
+    assert [h.text for h in mem.search("drink?", k=3, at=T0 + 9)] == ["new drink", "city"]
+    off = PersonalMemory(tmp_path, "v", encoder=Toy(), config={**config, "shadow_similarity": 1.0})
+    for i, text in enumerate(["old drink", "new drink", "city"]):
+        off.add(text, at=T0 + i)
+    assert [h.text for h in off.search("drink?", k=3, at=T0 + 9)] == [
+        "new drink",
+        "old drink",
+        "city",
+    ]

@@ -49,14 +49,25 @@ EXPORT_FORMAT = "torchmem-personal-memory-export"
 #: Similarity thresholds per encoder, used where the config leaves them None: cosines of
 #: the lexical hash encoder and of MiniLM live on different scales.
 ENCODER_THRESHOLDS: dict[str, dict[str, float]] = {
-    "hash": {"repeat_similarity": 0.85, "subject_similarity": 0.7, "min_similarity": 0.1},
-    "minilm": {"repeat_similarity": 0.9, "subject_similarity": 0.35, "min_similarity": 0.1},
+    "hash": {
+        "repeat_similarity": 0.85,
+        "subject_similarity": 0.7,
+        "min_similarity": 0.1,
+        "shadow_similarity": 1.0,
+    },
+    "minilm": {
+        "repeat_similarity": 0.9,
+        "subject_similarity": 0.4,
+        "min_similarity": 0.1,
+        "shadow_similarity": 0.3,
+    },
 }
 #: ... and for an encoder not listed there.
 OTHER_ENCODER_THRESHOLDS = {
     "repeat_similarity": 0.9,
     "subject_similarity": 0.7,
     "min_similarity": 0.2,
+    "shadow_similarity": 1.0,
 }
 
 
@@ -78,6 +89,9 @@ class PersonalMemoryConfig:
         subject_similarity: cosine from which a message is about the same subject and
             supersedes the memory; None: the encoder's default.
         min_similarity: a hit's cosine similarity must exceed this; None: the encoder's
+            default.
+        shadow_similarity: two hits at least this similar to each other are on one
+            subject and only the newer is returned; 1 disables; None: the encoder's
             default.
         strength_exponent: alpha in ``score = cos * S ** alpha`` [0.5].
         recall_boost: a retrieved memory's strength rises by this times its similarity
@@ -103,6 +117,7 @@ class PersonalMemoryConfig:
     repeat_similarity: float | None = None
     subject_similarity: float | None = None
     min_similarity: float | None = None
+    shadow_similarity: float | None = None
     strength_exponent: float = 0.5
     recall_boost: float = 0.5
     feedback_boost: float = 0.3
@@ -135,7 +150,12 @@ class PersonalMemoryConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("repeat_similarity", "subject_similarity", "min_similarity"):
+        for name in (
+            "repeat_similarity",
+            "subject_similarity",
+            "min_similarity",
+            "shadow_similarity",
+        ):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and -1 <= value <= 1):
                 raise ValueError(f"{name} must be None or a number in [-1, 1], got {value!r}")
@@ -524,6 +544,26 @@ class PersonalMemory:
             self._sync()
             return self._search(query_key, k, now, reinforce)
 
+    def _drop_shadowed(self, rows: list[int]) -> list[int]:
+        """Drop candidates shadowed by a newer candidate on the same subject.
+
+        Two memories that both answer the query and whose own cosine similarity is at
+        least ``shadow_similarity`` are taken to state the same subject: only the newer
+        (by ``created_at``) is returned. This catches changes phrased without the
+        subject's words ("I've switched to matcha now" after "My favourite drink is
+        espresso"), too far apart to supersede at write time but both found by "what
+        does the user drink?". Rows keep their order.
+        """
+        if len(rows) < 2 or self.shadow_similarity >= 1:
+            return rows
+        t = self.table
+        index = torch.tensor(rows)
+        pair = t.keys[index] @ t.keys[index].T
+        created = t.columns["created_at"][index]
+        newer = created[None, :] > created[:, None]  # [i, j]: j is newer than i
+        shadowed = ((pair >= self.shadow_similarity) & newer).any(1)
+        return [row for row, gone in zip(rows, shadowed.tolist()) if not gone]
+
     def _search(self, q: Tensor, k: int, now: float, reinforce: bool) -> list[Hit]:
         t = self.table
         if t.n == 0:
@@ -536,13 +576,16 @@ class PersonalMemory:
             self.config.retrieve_threshold,
             self.config.strength_exponent,
         )
-        top = torch.topk(score, min(k, t.n))
+        top = torch.topk(score, min(3 * k, t.n))
+        rows = [
+            row
+            for value, row in zip(top.values.tolist(), top.indices.tolist())
+            if value != float("-inf") and float(similarity[row]) > self.min_similarity
+        ]
+        rows = self._drop_shadowed(rows)[:k]
         hits, events = [], []
-        for value, row in zip(top.values.tolist(), top.indices.tolist()):
-            if value == float("-inf"):
-                break
-            if float(similarity[row]) <= self.min_similarity:
-                continue
+        for row in rows:
+            value = float(score[row])
             hits.append(
                 Hit(
                     int(t.ids[row]),
