@@ -325,3 +325,19 @@ def test_a_newer_memory_on_the_same_subject_shadows_an_older_hit(tmp_path):
         "old drink",
         "city",
     ]
+
+
+def test_stale_memories_are_removed_at_the_next_automatic_snapshot(tmp_path):
+    mem = PersonalMemory(tmp_path, "kim", config={"fsync": False, "snapshot_every": 3})
+    old = mem.add("I work as a carpenter", at=T0).id
+    mem.add("I live in Oslo", at=T0 + 200 * DAY)  # 200 days on: the first fell below 0.01
+    assert mem.get(old)["status"] == "active"
+    mem.add("I speak Dutch at home", at=T0 + 200 * DAY + 1)  # third event: a snapshot
+    assert mem.store.generation == 1
+    with pytest.raises(KeyError, match=f"no memory with id {old}"):
+        mem.get(old)
+    assert mem.history(old)[-1] == {
+        "event": "deleted",
+        "t": T0 + 200 * DAY + 1,
+        "reason": "decayed",
+    }

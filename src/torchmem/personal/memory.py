@@ -347,7 +347,13 @@ class PersonalMemory:
         self._events_since_snapshot += len(events)
         # At least snapshot_every events, and at least a quarter of the rows: a snapshot
         # rewrites every row, so its cost stays O(1) per event however large the store.
+        # Memories that decayed below remove_threshold (by the latest event's clock) are
+        # deleted first, so the snapshot drops them: stale memories are removed by
+        # themselves, not only by forget_stale().
         if self._events_since_snapshot >= max(self.config.snapshot_every, self.table.n // 4):
+            times = [float(e["t"]) for e in events if "t" in e]
+            if times:
+                self._delete_stale(max(times))
             self.snapshot()
 
     # ------------------------------------------------------------------ maths helpers
@@ -778,16 +784,24 @@ class PersonalMemory:
             return [dict(entry) for entry in self.table.histories[memory_id]]
 
     def forget_stale(self, at: float | None = None) -> list[int]:
-        """Delete active memories whose strength has decayed below ``remove_threshold``."""
+        """Delete active memories whose strength has decayed below ``remove_threshold``
+        (done automatically before every automatic snapshot; this does it now)."""
         now = _check_time(at)
         with self.store.locked():
             self._sync()
-            t = self.table
-            stale = t.active_mask() & (self.strengths(now) < self.config.remove_threshold)
-            ids = [int(i) for i in t.ids[: t.n][stale].tolist()]
-            if ids:
-                self._commit([{"op": "delete", "ids": ids, "t": now, "reason": "decayed"}])
-            return ids
+            return self._delete_stale(now)
+
+    def _delete_stale(self, now: float) -> list[int]:
+        t = self.table
+        stale = t.active_mask() & (self.strengths(now) < self.config.remove_threshold)
+        ids = [int(i) for i in t.ids[: t.n][stale].tolist()]
+        if ids:
+            event = {"op": "delete", "ids": ids, "t": now, "reason": "decayed"}
+            event["seq"] = self.table.seq = self.table.seq + 1
+            self.store.append([event])
+            self.table.apply(event)
+            self._events_since_snapshot += 1
+        return ids
 
     def short_term(self) -> list[dict[str, Any]]:
         """The short-term memory: recent messages with their importance, oldest first."""
