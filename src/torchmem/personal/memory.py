@@ -779,9 +779,7 @@ class PersonalMemory:
         memory_id = _check_id(memory_id)
         with self.store.locked(exclusive=False):
             self._sync()
-            if memory_id not in self.table.histories:
-                raise KeyError(f"no memory with id {memory_id}")
-            return [dict(entry) for entry in self.table.histories[memory_id]]
+            return self.table.history(memory_id)
 
     def forget_stale(self, at: float | None = None) -> list[int]:
         """Delete active memories whose strength has decayed below ``remove_threshold``
@@ -823,7 +821,7 @@ class PersonalMemory:
                 "active": int((status == ACTIVE).sum()),
                 "retrievable": int((strength >= self.config.retrieve_threshold).sum()),
                 "superseded": int((status == 1).sum()),
-                "deleted": len(t.histories) - int((status != 2).sum()),
+                "deleted": t.deleted_count(),
                 "short_term": len(t.stm),
                 "events": t.seq,
                 "generation": self.store.generation,
@@ -872,7 +870,7 @@ class PersonalMemory:
                 record = t.record(memory_id)
                 record["key"] = encode_tensor(t.keys[r])
                 record["signals"] = encode_tensor(t.signals[r])
-                record["history"] = t.histories.get(memory_id, [])
+                record["history"] = t.history(memory_id)
                 lines.append(json.dumps(record, ensure_ascii=False))
                 count += 1
         path.parent.mkdir(parents=True, exist_ok=True)

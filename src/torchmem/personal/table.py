@@ -80,7 +80,11 @@ class MemoryTable:
         self.status = torch.zeros(0, dtype=torch.int8)
         self.ids = torch.zeros(0, dtype=torch.int64)
         self.texts: list[str | None] = []
+        self.sources: list[str] = []  # how each row was created: add, promoted, import, bulk
         self.row_of: dict[int, int] = {}
+        # Events after creation, per id (the "created" entry is derived from the row, so a
+        # million bulk-loaded memories cost no history at all); a deleted memory keeps its
+        # own created entry here, as its row is compacted away.
         self.histories: dict[int, list[dict]] = {}
         self.links: dict[int, dict[str, list[int]]] = {}  # id -> supersedes / superseded_by
         self.next_id = 1
@@ -177,13 +181,10 @@ class MemoryTable:
         self.columns["importance"][r] = e["importance"]
         self.count[r], self.status[r], self.ids[r] = int(e["count"]), ACTIVE, memory_id
         self.texts.append(e["text"])
+        self.sources.append(e["source"])
         self.row_of[memory_id] = r
         self.n += 1
         self.next_id = max(self.next_id, memory_id + 1)
-        entry = {"event": "created", "t": e["t"], "text": e["text"], "source": e["source"]}
-        if e.get("supersedes"):
-            entry["supersedes"] = list(e["supersedes"])
-        self._history(memory_id, entry)
         for old in e.get("supersedes", []):
             self._supersede(int(old), memory_id, e["t"])
         consumed = set(e.get("consumes", []))
@@ -191,6 +192,29 @@ class MemoryTable:
             kept = [item for item in self.stm if item["seq"] not in consumed]
             self.stm.clear()
             self.stm.extend(kept)
+
+    def _created_entry(self, memory_id: int) -> dict[str, Any]:
+        r = self.row(memory_id)
+        entry = {"event": "created", "t": float(self.columns["created_at"][r])}
+        if self.texts[r] is not None:
+            entry["text"] = self.texts[r]
+        entry["source"] = self.sources[r]
+        supersedes = self.links.get(memory_id, {}).get("supersedes")
+        if supersedes:
+            entry["supersedes"] = list(supersedes)
+        return entry
+
+    def history(self, memory_id: int) -> list[dict[str, Any]]:
+        """What happened to a memory, oldest first; KeyError for an unknown id."""
+        later = [dict(entry) for entry in self.histories.get(memory_id, [])]
+        if memory_id in self.row_of and not (later and later[0]["event"] == "created"):
+            return [self._created_entry(memory_id), *later]
+        if not later:
+            raise KeyError(f"no memory with id {memory_id}")
+        return later
+
+    def deleted_count(self) -> int:
+        return sum(1 for h in self.histories.values() if h and h[-1]["event"] == "deleted")
 
     def _supersede(self, old: int, new: int, t: float) -> None:
         self.status[self.row(old)] = SUPERSEDED
@@ -227,6 +251,9 @@ class MemoryTable:
     def _apply_delete(self, e: dict[str, Any]) -> None:
         for memory_id in e["ids"]:
             r = self.row(int(memory_id))
+            history = self.histories.setdefault(int(memory_id), [])
+            if not (history and history[0]["event"] == "created"):
+                history.insert(0, self._created_entry(int(memory_id)))
             self.status[r] = DELETED
             self.texts[r] = None  # the words are gone; the tombstone only says when and why
             self.keys[r] = 0.0
@@ -278,12 +305,8 @@ class MemoryTable:
         self.count[rows], self.status[rows] = count, ACTIVE
         self.ids[rows] = torch.tensor(ids, dtype=torch.int64)
         self.texts.extend(texts)
-        created = columns["created_at"].tolist()
-        for offset, (memory_id, text) in enumerate(zip(ids, texts)):
-            self.row_of[memory_id] = self.n + offset
-            self.histories[memory_id] = [
-                {"event": "created", "t": created[offset], "text": text, "source": source}
-            ]
+        self.sources.extend([source] * m)
+        self.row_of.update(zip(ids, range(self.n, self.n + m)))
         self.n += m
         self.next_id += m
         return ids
@@ -317,6 +340,7 @@ class MemoryTable:
             tensors[name] = self.columns[name][keep].contiguous()
         meta = {
             "texts": [self.texts[int(r)] for r in keep],
+            "sources": [self.sources[int(r)] for r in keep],
             "histories": {str(k): v for k, v in self.histories.items()},
             "links": {str(k): v for k, v in self.links.items()},
             "next_id": self.next_id,
@@ -349,6 +373,7 @@ class MemoryTable:
             tensors["ids"],
         )
         self.texts = list(meta["texts"])
+        self.sources = list(meta["sources"])
         self.row_of = {int(i): r for r, i in enumerate(tensors["ids"].tolist())}
         self.histories = {int(k): v for k, v in meta["histories"].items()}
         self.links = {int(k): v for k, v in meta["links"].items()}
