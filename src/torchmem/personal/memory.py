@@ -17,10 +17,12 @@ and :mod:`.store` (files):
    is kept as history, never retrieved); anything else is a new memory.
 4. **Decay**: ``S(now) = S * 0.5 ** (elapsed / (half_life * stability))``; below
    ``retrieve_threshold`` a memory is not retrieved, below ``remove_threshold`` it is
-   deleted at the next maintenance. Recall and positive feedback strengthen.
+   deleted before the next automatic snapshot (or by :meth:`PersonalMemory.forget_stale`).
+   Recall and positive feedback strengthen.
 5. **Retrieve**: ``score = cos(query, key) * S(now) ** strength_exponent``, top-k, with
-   the parts of the score. Each retrieved memory is recalled: its strength rises by
-   ``recall_boost * cos``.
+   the parts of the score; a hit that a newer hit on the same subject shadows (the two at
+   least ``shadow_similarity`` alike) is left out. Each retrieved memory is recalled: its
+   strength rises by ``recall_boost * cos``.
 6. **Feedback** moves strengths and trains the gate by REINFORCE.
 """
 
@@ -526,11 +528,13 @@ class PersonalMemory:
     def search(
         self, query: str, k: int = 5, at: float | None = None, *, reinforce: bool = True
     ) -> list[Hit]:
-        """The ``k`` active memories with the highest ``similarity * strength``, best first.
+        """The ``k`` active memories with the highest ``similarity * strength **
+        strength_exponent``, best first.
 
-        Memories whose current strength is below ``retrieve_threshold``, or whose
-        similarity is at most ``min_similarity``, are not returned.
-        With ``reinforce``, each returned memory gains ``recall_boost * similarity`` strength.
+        Memories whose current strength is below ``retrieve_threshold``, whose similarity
+        is at most ``min_similarity``, or that a newer hit shadows (see
+        :meth:`_drop_shadowed`) are not returned. With ``reinforce``, each returned memory
+        gains ``recall_boost * similarity`` strength.
         """
         query = _check_text(query, self.config.max_chars, "query")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
