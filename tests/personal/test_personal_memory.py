@@ -148,6 +148,7 @@ def test_verbs_get_list_update_delete_history(mem):
     with pytest.raises(KeyError, match=f"no memory with id {b}"):
         mem.delete(b)
     assert [e["event"] for e in mem.history(a)] == ["created", "updated"]
+    assert mem.history(a)[0]["text"] == "I speak Spanish at home"  # as it was created
     assert [e["event"] for e in mem.history(b)] == ["created", "deleted"]
     with pytest.raises(KeyError, match=f"no memory with id {b}"):
         mem.get(b)

@@ -197,7 +197,9 @@ class MemoryTable:
         r = self.row(memory_id)
         entry = {"event": "created", "t": float(self.columns["created_at"][r])}
         if self.texts[r] is not None:
-            entry["text"] = self.texts[r]
+            # The text it was created with: the first correction's "old", if corrected.
+            updates = [h for h in self.histories.get(memory_id, []) if h["event"] == "updated"]
+            entry["text"] = updates[0].get("old", self.texts[r]) if updates else self.texts[r]
         entry["source"] = self.sources[r]
         supersedes = self.links.get(memory_id, {}).get("supersedes")
         if supersedes:
