@@ -87,6 +87,7 @@ def load_minilm() -> Callable[[Sequence[str]], Tensor]:
         from tokenizers import Tokenizer
     except ImportError:
         raise ImportError(INSTALL_HINT) from None
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no thread pool of its own
     path = model_dir()
     config = json.loads((path / "config.json").read_text())
     weights = load_file(str(path / "model.safetensors"))
@@ -130,7 +131,6 @@ def load_minilm() -> Callable[[Sequence[str]], Tensor]:
         pooled = (x * weight).sum(1) / weight.sum(1).clamp_min(1e-9)
         return F.normalize(pooled, dim=-1)
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return encode
 
 

@@ -147,8 +147,7 @@ class MiniLMEncoder:
     def encode(self, texts: Sequence[str]) -> Tensor:
         if not texts:
             return torch.zeros(0, self.dim)
-        vectors = self._load()(list(texts))
-        return torch.nn.functional.normalize(vectors.to(torch.float32), dim=1)
+        return self._load()(list(texts)).to(torch.float32)  # unit rows already
 
     def __repr__(self) -> str:
         return "MiniLMEncoder()"

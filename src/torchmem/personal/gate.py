@@ -57,9 +57,6 @@ class WriteGate:
         """Importance p of ``(m, f)`` gate features: ``(m,)``."""
         return gate_probability(features, self.weight, self.bias)
 
-    def tensors(self, prefix: str = "gate.") -> dict[str, Tensor]:
-        return {f"{prefix}weight": self.weight, f"{prefix}bias": self.bias}
-
     @classmethod
     def untrained(cls, encoder: str, dim: int) -> WriteGate:
         """All-zero weights: p = 0.5 for everything (stores every message at the default

@@ -39,11 +39,11 @@ import torch
 from torch import Tensor
 
 from .encoders import Encoder, make_encoder
-from .functional import decayed_strength, reinforce_gate, retrieval_scores
+from .functional import decayed_strength, gate_probability, reinforce_gate, retrieval_scores
 from .gate import WriteGate, gate_features
 from .signals import SIGNAL_NAMES, message_signals
 from .store import StoreError, UserStore, check_user_id
-from .table import ACTIVE, STATUS_NAMES, MemoryTable, decode_tensor, encode_tensor
+from .table import ACTIVE, STATUS_NAMES, SUPERSEDED, MemoryTable, decode_tensor, encode_tensor
 
 DAY = 86400.0
 EXPORT_FORMAT = "torchmem-personal-memory-export"
@@ -338,7 +338,7 @@ class PersonalMemory:
             self.table.apply(event)
         self._events_since_snapshot += len(events)
 
-    def _commit(self, events: list[dict[str, Any]], durable: bool = True) -> None:
+    def _log(self, events: list[dict[str, Any]], durable: bool = True) -> None:
         """Number, log, then apply events (call under the exclusive lock, after _sync)."""
         for event in events:
             self.table.seq += 1
@@ -347,6 +347,10 @@ class PersonalMemory:
         for event in events:
             self.table.apply(event)
         self._events_since_snapshot += len(events)
+
+    def _commit(self, events: list[dict[str, Any]], durable: bool = True) -> None:
+        """:meth:`_log` the events, then snapshot when one is due."""
+        self._log(events, durable)
         # At least snapshot_every events, and at least a quarter of the rows: a snapshot
         # rewrites every row, so its cost stays O(1) per event however large the store.
         # Memories that decayed below remove_threshold (by the latest event's clock) are
@@ -386,8 +390,7 @@ class PersonalMemory:
 
     def _importance(self, key: Tensor, signals: Tensor) -> float:
         features = gate_features(key[None], signals[None])
-        gate = WriteGate(self.table.gate_weight, self.table.gate_bias, self.encoder.name)
-        return float(gate.probability(features)[0])
+        return float(gate_probability(features, self.table.gate_weight, self.table.gate_bias)[0])
 
     def _touch(
         self,
@@ -537,10 +540,7 @@ class PersonalMemory:
         gains ``recall_boost * similarity`` strength.
         """
         query = _check_text(query, self.config.max_chars, "query")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        now = _check_time(at)
-        return self.search_encoded(self.encoder.encode([query])[0], k, now, reinforce=reinforce)
+        return self.search_encoded(self.encoder.encode([query])[0], k, at, reinforce=reinforce)
 
     def search_encoded(
         self, query_key: Tensor, k: int = 5, at: float | None = None, *, reinforce: bool = True
@@ -712,8 +712,8 @@ class PersonalMemory:
         with self.store.locked(exclusive=False):
             self._sync()
             record = self.table.record(memory_id)
-            record["current_strength"] = float(self.strengths(now)[self.table.row(memory_id)])
             row = self.table.row(memory_id)
+            record["current_strength"] = float(self.strengths(now)[row])
             record["signals"] = dict(zip(SIGNAL_NAMES, self.table.signals[row].tolist()))
             return record
 
@@ -797,12 +797,8 @@ class PersonalMemory:
         t = self.table
         stale = t.active_mask() & (self.strengths(now) < self.config.remove_threshold)
         ids = [int(i) for i in t.ids[: t.n][stale].tolist()]
-        if ids:
-            event = {"op": "delete", "ids": ids, "t": now, "reason": "decayed"}
-            event["seq"] = self.table.seq = self.table.seq + 1
-            self.store.append([event])
-            self.table.apply(event)
-            self._events_since_snapshot += 1
+        if ids:  # logged without the snapshot check: it runs inside one
+            self._log([{"op": "delete", "ids": ids, "t": now, "reason": "decayed"}])
         return ids
 
     def short_term(self) -> list[dict[str, Any]]:
@@ -824,7 +820,7 @@ class PersonalMemory:
                 "encoder": self.encoder.name,
                 "active": int((status == ACTIVE).sum()),
                 "retrievable": int((strength >= self.config.retrieve_threshold).sum()),
-                "superseded": int((status == 1).sum()),
+                "superseded": int((status == SUPERSEDED).sum()),
                 "deleted": t.deleted_count(),
                 "short_term": len(t.stm),
                 "events": t.seq,
@@ -848,25 +844,31 @@ class PersonalMemory:
             self._events_since_snapshot = 0
 
     def export(self, path: str | Path) -> int:
-        """Write every memory (active and superseded, with history) as JSONL; returns the
-        number of memories. The first line records the format and the encoder."""
+        """Write :meth:`export_jsonl` to ``path``; returns the number of memories."""
+        text, count = self._export()
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return count
+
+    def export_jsonl(self) -> str:
+        """Every memory (active and superseded, with history) as JSONL; the first line
+        records the format and the encoder."""
+        return self._export()[0]
+
+    def _export(self) -> tuple[str, int]:
         with self.store.locked(exclusive=False):
             self._sync()
             t = self.table
-            lines = [
-                json.dumps(
-                    {
-                        "format": EXPORT_FORMAT,
-                        "version": 1,
-                        "user_id": self.user_id,
-                        "encoder": self.encoder.name,
-                        "dim": self.encoder.dim,
-                        "exported_at": time.time(),
-                    }
-                )
-            ]
-            count = 0
+            header = {
+                "format": EXPORT_FORMAT,
+                "version": 1,
+                "user_id": self.user_id,
+                "encoder": self.encoder.name,
+                "dim": self.encoder.dim,
+                "exported_at": time.time(),
+            }
+            lines = [json.dumps(header)]
             for r in range(t.n):
                 if t.texts[r] is None:
                     continue
@@ -876,64 +878,67 @@ class PersonalMemory:
                 record["signals"] = encode_tensor(t.signals[r])
                 record["history"] = t.history(memory_id)
                 lines.append(json.dumps(record, ensure_ascii=False))
-                count += 1
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return count
+        return "\n".join(lines) + "\n", len(lines) - 1
 
     def import_(self, path: str | Path) -> int:
-        """Add the memories of an :meth:`export` file (new ids; strengths, times, counts
-        and supersession kept). Vectors are reused when the file's encoder is this
-        store's, re-computed from the text otherwise. Returns the number imported.
-
-        Raises:
-            ValueError: the file is not an export (the header line is checked first) or a
-                line is malformed; nothing is imported then.
-        """
+        """:meth:`import_jsonl` of a file written by :meth:`export`."""
         path = Path(path)
         try:
-            raw = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
             raise ValueError(f"{path} is not UTF-8 text: {error}") from None
+        return self.import_jsonl(text, str(path))
+
+    def import_jsonl(self, text: str, source: str = "the export") -> int:
+        """Add the memories of an export (new ids; strengths, times, counts and
+        supersession kept). Vectors are reused when the export's encoder is this store's,
+        re-computed from the text otherwise. Returns the number imported.
+
+        Raises:
+            ValueError: not an export (the header line is checked first) or a malformed
+                line, named by ``source`` and its number; nothing is imported then.
+        """
+        raw = text.splitlines()
         if not raw:
-            raise ValueError(f"{path} is empty, not a torchmem memory export")
+            raise ValueError(f"{source} is empty, not a torchmem memory export")
         try:
             header = json.loads(raw[0])
         except ValueError:
             header = None
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-            raise ValueError(f"{path} is not a torchmem memory export (no header line)")
+            raise ValueError(f"{source} is not a torchmem memory export (no header line)")
         same_space = (
             header.get("encoder") == self.encoder.name and header.get("dim") == self.encoder.dim
         )
+        zeros = encode_tensor(torch.zeros(len(SIGNAL_NAMES)))
         records = []
         for number, line in enumerate(raw[1:], start=2):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                text = _check_text(record["text"], self.config.max_chars)
-                record["text"] = text
+                record["text"] = _check_text(record["text"], self.config.max_chars)
                 for name in ("strength", "updated_at", "created_at", "stability", "importance"):
                     record[name] = float(record[name])
                 record["count"], record["id"] = int(record["count"]), int(record["id"])
                 if record["status"] not in ("active", "superseded"):
                     raise ValueError(f"status {record['status']!r}")
+                record["signals"] = decode_tensor(record.get("signals") or zeros, len(SIGNAL_NAMES))
                 if same_space:
-                    decode_tensor(record["key"], self.encoder.dim)
+                    record["key"] = decode_tensor(record["key"], self.encoder.dim)
             except (KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"{path}, line {number}: not a memory record ({error})") from None
+                raise ValueError(
+                    f"{source}, line {number}: not a memory record ({error})"
+                ) from None
             records.append(record)
+        texts = [r["text"] for r in records]
         keys = (
-            torch.stack([decode_tensor(r["key"], self.encoder.dim) for r in records])
+            torch.stack([r["key"] for r in records])
             if same_space and records
-            else self.encoder.encode([r["text"] for r in records])
+            else self.encoder.encode(texts)
         )
-        zeros = encode_tensor(torch.zeros(len(SIGNAL_NAMES)))
         signals = (
-            torch.stack(
-                [decode_tensor(r.get("signals") or zeros, len(SIGNAL_NAMES)) for r in records]
-            )
+            torch.stack([r["signals"] for r in records])
             if records
             else torch.zeros(0, len(SIGNAL_NAMES))
         )
@@ -941,24 +946,17 @@ class PersonalMemory:
             name: torch.tensor([r[name] for r in records], dtype=torch.float64)
             for name in ("strength", "updated_at", "created_at", "stability", "importance")
         }
-        links = [
-            (r["id"], r["superseded_by"][0], r["updated_at"])
-            for r in records
-            if r["status"] == "superseded" and r.get("superseded_by")
-        ]
+        count = torch.tensor([r["count"] for r in records], dtype=torch.int64)
         with self.store.locked():
             self._sync()
-            new_ids = self._bulk_insert(
-                [r["text"] for r in records],
-                keys,
-                signals,
-                columns,
-                torch.tensor([r["count"] for r in records], dtype=torch.int64),
-                "import",
-                links=links,
-                old_ids=[r["id"] for r in records],
-            )
-            return len(new_ids)
+            # bulk_insert numbers the rows from next_id on, in order.
+            renumber = {r["id"]: self.table.next_id + i for i, r in enumerate(records)}
+            links = [
+                (renumber[r["id"]], renumber[r["superseded_by"][0]], r["updated_at"])
+                for r in records
+                if r["status"] == "superseded" and (r.get("superseded_by") or [None])[0] in renumber
+            ]
+            return len(self._bulk_insert(texts, keys, signals, columns, count, "import", links))
 
     def _bulk_insert(
         self,
@@ -969,17 +967,14 @@ class PersonalMemory:
         count: Tensor,
         source: str,
         links: list[tuple[int, int, float]] = (),
-        old_ids: list[int] | None = None,
     ) -> list[int]:
-        """Insert many memories as one snapshot (call under the lock, after _sync): all or
-        nothing on disk, and the table reloaded from disk if writing fails."""
+        """Insert many memories, then the ``(old, new, t)`` supersession ``links`` between
+        them, as one snapshot (call under the lock, after _sync): all or nothing on disk,
+        and the table reloaded from disk if writing fails."""
         try:
             new_ids = self.table.bulk_insert(texts, keys, signals, columns, count, source)
-            if old_ids is not None:
-                renumber = dict(zip(old_ids, new_ids))
-                for old, new, when in links:
-                    if old in renumber and new in renumber:
-                        self.table.link(renumber[old], renumber[new], when)
+            for old, new, when in links:
+                self.table.link(old, new, when)
             self.snapshot()
         except BaseException:
             self._open()

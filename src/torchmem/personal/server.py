@@ -215,21 +215,11 @@ def create_app(
 
     @app.get("/export", response_class=PlainTextResponse)
     def export(user_id: str = Depends(user)) -> str:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "export.jsonl"
-            memory_of(user_id).export(path)
-            return path.read_text(encoding="utf-8")
+        return memory_of(user_id).export_jsonl()
 
     @app.post("/import")
     def import_(body: str = Body(..., media_type="text/plain"), user_id: str = Depends(user)):
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "import.jsonl"
-            path.write_text(body, encoding="utf-8")
-            return {"imported": memory_of(user_id).import_(path)}
+        return {"imported": memory_of(user_id).import_jsonl(body, "the request body")}
 
     @app.delete("/user")
     def forget(user_id: str = Depends(user)) -> dict[str, str]:

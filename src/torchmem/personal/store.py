@@ -163,9 +163,6 @@ class UserStore:
         stem = "log" if kind == "log" else "snapshot"
         return self.path / f"{stem}-{generation:06d}.{suffix}"
 
-    def exists(self) -> bool:
-        return (self.path / MANIFEST).exists()
-
     def read_manifest(self) -> dict[str, Any] | None:
         path = self.path / MANIFEST
         if not path.exists():
