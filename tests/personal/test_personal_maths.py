@@ -11,10 +11,13 @@ import torch
 
 from torchmem.personal.encoders import HashEncoder, make_encoder
 from torchmem.personal.functional import (
+    bounded_top,
     decayed_strength,
     gate_probability,
+    quantize_keys,
     reinforce_gate,
     retrieval_scores,
+    scan_similarity,
 )
 from torchmem.personal.signals import SIGNAL_NAMES, message_signals
 
@@ -50,6 +53,76 @@ def test_retrieval_scores_weight_cosine_by_strength_and_threshold():
     assert score[2] == float("-inf")  # below the retrieval threshold
     softer, _ = retrieval_scores(query, keys, torch.tensor([0.25, 1.0, 0.01]), 0.05, 0.5)
     assert float(softer[0]) == pytest.approx(0.5)  # 1.0 * 0.25 ** 0.5
+
+
+def _clustered_keys(n: int, d: int, seed: int) -> torch.Tensor:
+    """Unit rows around a few centres (many near-ties, cosines up to ~1), a zero row, and
+    rows of other norms."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(8, d, generator=g)
+    keys = centres[torch.randint(0, 8, (n,), generator=g)] + 0.2 * torch.randn(n, d, generator=g)
+    keys = torch.nn.functional.normalize(keys, dim=1)
+    keys[0] = 0.0
+    keys[1] *= 3.0
+    keys[2] *= 0.01
+    return keys
+
+
+@pytest.mark.parametrize("d", [384, 37])
+def test_scan_similarity_error_stays_within_its_bound(d):
+    keys = _clustered_keys(4000, d, seed=d)
+    low, error, norm = quantize_keys(keys)
+    assert low.dtype == torch.bfloat16 and error.shape == norm.shape == (4000,)
+    assert torch.allclose(error, (keys - low.float()).norm(dim=1))
+    g = torch.Generator().manual_seed(1)
+    worst = {"rows": 0.0, "all": 0.0}
+    for i in range(40):
+        query = keys[i + 3] + 0.05 * torch.randn(d, generator=g)
+        if i % 2:
+            query = torch.nn.functional.normalize(query, dim=0)
+        exact = keys.double() @ query.double()
+        # per row, and one margin for all rows from the maxima
+        for name, e, n in (("rows", error, norm), ("all", float(error.max()), float(norm.max()))):
+            approx, margin = scan_similarity(query, low, e, n)
+            assert margin.shape == ((4000,) if name == "rows" else ())
+            off = (exact - approx.double()).abs()
+            assert (off <= margin.double()).all()
+            ratio = off / margin.double().clamp_min(1e-30)  # the zero row: 0 / 0
+            worst[name] = max(worst[name], float(ratio.max()))
+    # The bounds are not vacuous: the errors come within a few times of them.
+    assert min(worst.values()) > 0.05, worst
+
+
+def test_scan_similarity_in_float32_is_the_exact_product():
+    keys = _clustered_keys(100, 16, seed=0)
+    low, error, norm = quantize_keys(keys, torch.float32)
+    approx, margin = scan_similarity(keys[5], low, error, norm)
+    assert torch.equal(approx, keys @ keys[5]) and float(margin) == 0.0
+
+
+def test_bounded_top_keeps_every_row_that_can_be_in_the_top_m():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        n = int(torch.randint(1, 60, (1,), generator=g))
+        value = torch.randn(n, generator=g)
+        if trial % 2:
+            margin = torch.rand(n, generator=g) * 0.3 * (trial % 3)  # 0: exact values
+        else:
+            margin = torch.tensor(0.3 * float(torch.rand(1, generator=g)) * (trial % 3))
+        estimate = value + margin * (2 * torch.rand(n, generator=g) - 1)
+        out = torch.rand(n, generator=g) < 0.2  # rows taking no part
+        estimate = estimate.masked_fill(out, float("-inf"))
+        m = int(torch.randint(1, 10, (1,), generator=g))
+        kept = bounded_top(estimate, margin, m)
+        part = (~out).nonzero().flatten()
+        true_top = part[torch.topk(value[part], min(m, len(part))).indices]
+        assert set(true_top.tolist()) <= set(kept.tolist())
+        assert not out[kept].any()
+        assert kept.tolist() == sorted(kept.tolist())
+        if m >= len(part):
+            assert kept.tolist() == part.tolist()
+        elif trial % 3 == 0:  # exact values: only ties beyond m
+            assert len(kept) == m
 
 
 def test_gate_probability_and_reinforce_step_by_hand():

@@ -342,3 +342,63 @@ def test_stale_memories_are_removed_at_the_next_automatic_snapshot(tmp_path):
         "t": T0 + 200 * DAY + 1,
         "reason": "decayed",
     }
+
+
+def test_the_bfloat16_scan_gives_the_float32_scans_results(tmp_path):
+    """Add and search stream a bfloat16 copy of the keys and rescore what its error bound
+    leaves open: every decision and every hit equals the plain float32 scan's, through
+    reinforcement, supersession, deletion, correction and a reload."""
+    stores = {
+        dtype: PersonalMemory(
+            tmp_path / dtype, "u", encoder="hash", config={"fsync": False, "scan_dtype": dtype}
+        )
+        for dtype in ("bfloat16", "float32")
+    }
+    assert stores["bfloat16"].table.scan_keys.dtype == torch.bfloat16
+    assert stores["float32"].table.scan_keys is stores["float32"].table.keys
+    dim = stores["float32"].encoder.dim
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(12, dim, generator=g)
+    noise = [0.02, 0.5, 0.7, 3.0]  # a repeat, the supersede band, a new memory
+
+    def unit(v):
+        return torch.nn.functional.normalize(v, dim=0)
+
+    def same(results):
+        a, b = results["bfloat16"], results["float32"]
+        if isinstance(a, list):
+            assert [h.id for h in a] == [h.id for h in b]
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-6)
+        else:
+            assert (a.action, a.id, a.superseded) == (b.action, b.id, b.superseded)
+            assert a.similarity == pytest.approx(b.similarity, abs=1e-6)
+        return b
+
+    actions = set()
+    for i in range(300):
+        centre = centres[int(torch.randint(0, 12, (1,), generator=g))]
+        scale = noise[int(torch.randint(0, 4, (1,), generator=g))]
+        key = unit(centre + scale * torch.randn(dim, generator=g) * centre.norm() / dim**0.5)
+        result = same({d: m.add_encoded(f"fact {i}", key, at=T0 + i) for d, m in stores.items()})
+        actions.add(result.action)
+        if i % 7 == 0:
+            query = unit(centres[i % 12] + torch.randn(dim, generator=g))
+            k = 1 + i % 5
+            same({d: m.search_encoded(query, k=k, at=T0 + i) for d, m in stores.items()})
+    assert {"created", "reinforced", "superseded"} <= actions
+    live = [r["id"] for r in stores["float32"].list(at=T0 + 300)]
+    for m in stores.values():
+        m.delete(live[0], at=T0 + 301)
+        m.update(live[1], "corrected", at=T0 + 302)
+        m.close()
+    stores = {d: PersonalMemory(tmp_path / d, "u", config={"scan_dtype": d}) for d in stores}
+    for j in range(12):
+        query = unit(centres[j] + 0.3 * torch.randn(dim, generator=g))
+        same(
+            {
+                d: m.search_encoded(query, k=5, at=T0 + 400, reinforce=False)
+                for d, m in stores.items()
+            }
+        )
+    for m in stores.values():
+        m.close()

@@ -12,6 +12,10 @@ Legend: n stored memories, d embedding width, f gate features.
   somewhat still beats a strong one that is barely related.
 * Write gate (the seed's "Importance Score = Sigmoid(Controller Output)"):
   ``p = sigmoid(w . x + b)`` over the text embedding and the text's signals.
+* Scan (not in the seed; how a brute-force search over many memories stays fast): the
+  keys are also kept in bfloat16, half the bytes to stream, and every dot product from
+  that copy comes with a bound on its error, so that only rows the bound cannot rule
+  out are rescored from the float32 keys: the result is the float32 search's.
 * Gate feedback (the seed's "controller (RL agent)"): one REINFORCE step on the Bernoulli
   policy "store with probability p": ``w += lr * r * (a - p) * x`` (the gradient of
   ``r * log pi(a | x)``), ``a`` = 1 for a stored message.
@@ -64,6 +68,79 @@ def retrieval_scores(
     return score.masked_fill(strength < threshold, float("-inf")), similarity
 
 
+def quantize_keys(
+    keys: Tensor, dtype: torch.dtype = torch.bfloat16
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A low-precision copy of ``keys`` for the scan, with what bounds its error.
+
+    Args:
+        keys: ``(n, d)`` float32 rows k_i.
+        dtype: the copy's dtype (bfloat16: 8 significant bits, float32's range).
+
+    Returns:
+        ``(low, error, norm)``: ``low`` ``(n, d)`` = k~_i, ``keys`` rounded to ``dtype``;
+        ``error`` ``(n,)`` = |k_i - k~_i| and ``norm`` ``(n,)`` = |k~_i| (2-norms), what
+        :func:`scan_similarity` needs per row (or their maxima, for all rows at once).
+    """
+    low = keys.to(dtype)
+    restored = low.to(keys.dtype)
+    return low, (keys - restored).norm(dim=1), restored.norm(dim=1)
+
+
+def scan_similarity(
+    query: Tensor, low: Tensor, error: Tensor | float, norm: Tensor | float
+) -> tuple[Tensor, Tensor]:
+    """Approximate ``keys @ query`` from :func:`quantize_keys`'s copy, with an error bound.
+
+    With q~ the query rounded like the keys and e_q = |q - q~|:
+    ``q . k_i - q~ . k~_i = q . (k_i - k~_i) + (q - q~) . k~_i``, so by Cauchy-Schwarz the
+    rounded product is off by at most ``|q| e_i + e_q |k~_i|``. It is accumulated in
+    float32 (torch's CPU reduced-precision matrix-vector kernels do), at most
+    ``d 2^-23 |q~| |k~_i|`` off (twice float32's ``d u``), and rounded to ``low``'s dtype,
+    at most ``eps |q~| |k~_i|`` off (eps = 2^-7 for bfloat16, twice its unit roundoff;
+    ``|q~ . k~_i| <= |q~| |k~_i|``). A float32 ``low`` gives the exact product, margin 0.
+
+    Args:
+        query: ``(d,)`` float32.
+        low: ``(n, d)``.
+        error, norm: e_i and |k~_i| per row ``(n,)``, or upper bounds on them for all rows
+            (numbers): the margin is then one number.
+
+    Returns:
+        ``(approx, margin)``: ``(n,)`` float32, and ``(n,)`` or ``()`` float32, with
+        ``|q . k_i - approx_i| <= margin_i``.
+    """
+    if low.dtype == query.dtype:
+        return low @ query, torch.zeros(())
+    rounded = query.to(low.dtype)
+    approx = (low @ rounded).to(query.dtype)
+    restored = rounded.to(query.dtype)
+    query_norm = float(restored.norm())
+    per_norm = (
+        float((query - restored).norm())
+        + query.shape[0] * 2.0**-23 * query_norm
+        + torch.finfo(low.dtype).eps * query_norm
+    )
+    margin = float(query.norm()) * torch.as_tensor(error) + per_norm * torch.as_tensor(norm)
+    return approx, margin.to(query.dtype)
+
+
+def bounded_top(estimate: Tensor, margin: Tensor | float, m: int) -> Tensor:
+    """Indices that may hold the ``m`` largest exact values, given estimates within a margin.
+
+    Every value x_i lies in ``estimate_i +- margin_i`` (``margin``: ``(n,)`` or one
+    number). With tau the m-th largest lower bound, m rows are known to reach tau, so a
+    row whose upper bound is below tau cannot be among the m largest: the rest is returned,
+    ``(c,)`` int64, ascending. ``-inf`` estimates mark rows that take no part; ``m`` at
+    least the number of rows taking part returns all of them.
+    """
+    taking_part = estimate > float("-inf")
+    if m < int(taking_part.sum()):
+        tau = torch.topk(estimate - margin, m).values[-1]
+        taking_part &= estimate + margin >= tau
+    return taking_part.nonzero().flatten()
+
+
 def gate_probability(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Importance ``p = sigmoid(features @ weight + bias)``: ``(..., f)`` -> ``(...)``."""
     return torch.sigmoid(features @ weight + bias)
@@ -97,4 +174,12 @@ def reinforce_gate(
     )
 
 
-__all__ = ["decayed_strength", "gate_probability", "reinforce_gate", "retrieval_scores"]
+__all__ = [
+    "bounded_top",
+    "decayed_strength",
+    "gate_probability",
+    "quantize_keys",
+    "reinforce_gate",
+    "retrieval_scores",
+    "scan_similarity",
+]

@@ -39,7 +39,13 @@ import torch
 from torch import Tensor
 
 from .encoders import Encoder, make_encoder
-from .functional import decayed_strength, gate_probability, reinforce_gate, retrieval_scores
+from .functional import (
+    bounded_top,
+    decayed_strength,
+    gate_probability,
+    reinforce_gate,
+    scan_similarity,
+)
 from .gate import WriteGate, gate_features
 from .signals import SIGNAL_NAMES, message_signals
 from .store import StoreError, UserStore, check_user_id
@@ -64,6 +70,7 @@ ENCODER_THRESHOLDS: dict[str, dict[str, float]] = {
         "shadow_similarity": 0.3,
     },
 }
+SCAN_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 #: ... and for an encoder not listed there.
 OTHER_ENCODER_THRESHOLDS = {
     "repeat_similarity": 0.9,
@@ -107,6 +114,11 @@ class PersonalMemoryConfig:
             memories waits for n / 4 events [2000].
         utc_offset_hours: the user's time zone, for time-of-day signals [0].
         fsync: fsync acknowledged writes (off only for throwaway stores) [True].
+        scan_dtype: ``"bfloat16"``: add and search stream a bfloat16 copy of the keys
+            (half the bytes) and rescore from the float32 keys every row whose error
+            bound leaves it in question, so the results are the float32 scan's
+            (:func:`.functional.scan_similarity`); costs 2 bytes per dimension per memory
+            more RAM. ``"float32"``: scan the float32 keys [``"bfloat16"``].
     """
 
     half_life_days: float = 30.0
@@ -130,8 +142,13 @@ class PersonalMemoryConfig:
     snapshot_every: int = 2000
     utc_offset_hours: float = 0.0
     fsync: bool = True
+    scan_dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:
+        if self.scan_dtype not in SCAN_DTYPES:
+            raise ValueError(
+                f"scan_dtype must be one of {', '.join(SCAN_DTYPES)}, got {self.scan_dtype!r}"
+            )
         for name in ("half_life_days", "gate_lr", "stability_growth", "strength_exponent"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -298,7 +315,12 @@ class PersonalMemory:
     def _new_table(self) -> MemoryTable:
         gate = WriteGate.default(self.encoder.name, self.encoder.dim)
         return MemoryTable(
-            self.encoder.dim, len(SIGNAL_NAMES), gate.weight, gate.bias, self.config.stm_size
+            self.encoder.dim,
+            len(SIGNAL_NAMES),
+            gate.weight,
+            gate.bias,
+            self.config.stm_size,
+            SCAN_DTYPES[self.config.scan_dtype],
         )
 
     def _open(self) -> None:
@@ -494,10 +516,11 @@ class PersonalMemory:
         consumes: tuple[int, ...],
     ) -> AddResult:
         t = self.table
-        similarity = t.keys[: t.n] @ key if t.n else torch.zeros(0)
-        similarity = similarity.masked_fill(~t.active_mask(), -2.0)
-        best_similarity, best = (float(v) for v in similarity.max(0)) if t.n else (0.0, -1)
-        best = int(best)
+        rows, similarity = self._neighbours(key)
+        best_similarity, best = (0.0, -1)
+        if len(rows):
+            value, at_row = similarity.max(0)
+            best_similarity, best = float(value), int(rows[at_row])
         if best >= 0 and best_similarity >= self.repeat_similarity:
             event = self._touch(
                 best, now, 1.0, "repeated", grow=True, count=int(t.count[best]) + 1, text=text
@@ -505,7 +528,7 @@ class PersonalMemory:
             self._commit([event])
             return AddResult(True, int(t.ids[best]), "reinforced", p, (), best_similarity)
         band = (similarity >= self.subject_similarity) & (similarity < self.repeat_similarity)
-        superseded = tuple(int(i) for i in t.ids[: t.n][band].tolist())
+        superseded = tuple(int(i) for i in t.ids[rows[band]].tolist())
         memory_id = t.next_id
         event = {
             "op": "insert",
@@ -527,6 +550,27 @@ class PersonalMemory:
         self._commit([event])
         action = "superseded" if superseded else ("promoted" if source == "promoted" else "created")
         return AddResult(True, memory_id, action, p, superseded, max(best_similarity, 0.0))
+
+    def _scan(self, key: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`.functional.scan_similarity` of ``key`` with every row: ``(approx (n,),
+        margin ())``."""
+        t = self.table
+        return scan_similarity(key, t.scan_keys[: t.n], t.scan_error, t.scan_norm)
+
+    def _neighbours(self, key: Tensor) -> tuple[Tensor, Tensor]:
+        """Active rows that may be the nearest to ``key`` or reach ``subject_similarity``,
+        with their exact cosine: ``(rows (c,) int64, similarity (c,))``. Every active row
+        at or above the subject threshold is among them, and so is the nearest one."""
+        t = self.table
+        if t.n == 0:
+            return torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+        approx, margin = self._scan(key)
+        approx.masked_fill_(~t.active_mask(), float("-inf"))
+        # Rows at or above the subject threshold, and the nearest row, which is above the
+        # best lower bound (upper bound >= cut <=> approx >= cut - margin).
+        cut = torch.clamp(approx.max() - margin, max=self.subject_similarity)
+        rows = ((approx >= cut - margin) & (approx > float("-inf"))).nonzero().flatten()
+        return rows, t.keys[rows] @ key
 
     def search(
         self, query: str, k: int = 5, at: float | None = None, *, reinforce: bool = True
@@ -579,29 +623,29 @@ class PersonalMemory:
         if t.n == 0:
             return []
         strength = self.strengths(now)
-        score, similarity = retrieval_scores(
-            q,
-            t.keys[: t.n],
-            strength,
-            self.config.retrieve_threshold,
-            self.config.strength_exponent,
+        # score = cos * S ** alpha (functional.retrieval_scores), from the scan's bounds
+        # on cos: only rows that may be in the top 3k are rescored exactly.
+        weight = strength.pow(self.config.strength_exponent)
+        approx, margin = self._scan(q)
+        estimate = (approx * weight).masked_fill_(
+            strength < self.config.retrieve_threshold, float("-inf")
         )
-        top = torch.topk(score, min(3 * k, t.n))
-        rows = [
-            row
-            for value, row in zip(top.values.tolist(), top.indices.tolist())
-            if value != float("-inf") and float(similarity[row]) > self.min_similarity
-        ]
+        candidates = bounded_top(estimate, margin * weight.max(), 3 * k)
+        exact = t.keys[candidates] @ q
+        score = exact * weight[candidates]
+        top = torch.topk(score, min(3 * k, len(candidates))).indices.tolist()
+        similarity = {int(candidates[i]): float(exact[i]) for i in top}
+        value = {int(candidates[i]): float(score[i]) for i in top}
+        rows = [row for row in similarity if similarity[row] > self.min_similarity]
         rows = self._drop_shadowed(rows)[:k]
         hits, events = [], []
         for row in rows:
-            value = float(score[row])
             hits.append(
                 Hit(
                     int(t.ids[row]),
                     t.texts[row],
-                    value,
-                    float(similarity[row]),
+                    value[row],
+                    similarity[row],
                     float(strength[row]),
                     int(t.count[row]),
                     float(t.columns["created_at"][row]),
@@ -613,7 +657,7 @@ class PersonalMemory:
                     self._touch(
                         row,
                         now,
-                        float(strength[row]) + self.config.recall_boost * float(similarity[row]),
+                        float(strength[row]) + self.config.recall_boost * similarity[row],
                         "recall",
                     )
                 )

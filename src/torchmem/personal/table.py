@@ -20,6 +20,12 @@ Row tensors (capacity grows by doubling, so an insert is amortised O(d)):
 ``status``         (n,) i8     ACTIVE, SUPERSEDED (kept as history) or DELETED
 ``ids``            (n,) i64    public memory id
 =================  ==========  ==========================================================
+
+Beside ``keys`` the table keeps the scan's copy of them (:func:`.functional.quantize_keys`):
+``scan_keys`` in ``scan_dtype`` (bfloat16 by default; float32 means the keys themselves),
+refreshed wherever a key changes, and ``scan_error`` / ``scan_norm``, upper bounds on
+every row's rounding error and norm (they only grow between loads, which keeps them
+bounds). It is derived, never stored: a snapshot holds the float32 keys.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .functional import quantize_keys
+
 ACTIVE, SUPERSEDED, DELETED = 0, 1, 2
 STATUS_NAMES = {ACTIVE: "active", SUPERSEDED: "superseded", DELETED: "deleted"}
+
+_QUANTIZE_BLOCK = 1 << 15
 
 _FLOAT_COLUMNS = {
     "strength": torch.float32,
@@ -66,14 +76,24 @@ class MemoryTable:
         signal_dim: signal width S.
         gate_weight, gate_bias: the write gate's starting parameters.
         stm_size: how many recent messages the short-term memory keeps.
+        scan_dtype: dtype of the scan's copy of the keys (float32: the keys themselves).
     """
 
     def __init__(
-        self, dim: int, signal_dim: int, gate_weight: Tensor, gate_bias: Tensor, stm_size: int
+        self,
+        dim: int,
+        signal_dim: int,
+        gate_weight: Tensor,
+        gate_bias: Tensor,
+        stm_size: int,
+        scan_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
         self.dim, self.signal_dim = dim, signal_dim
+        self.scan_dtype = scan_dtype
         self.n = 0
         self.keys = torch.zeros(0, dim)
+        self.scan_keys = self.keys if scan_dtype == torch.float32 else self.keys.to(scan_dtype)
+        self.scan_error = self.scan_norm = 0.0
         self.signals = torch.zeros(0, signal_dim)
         self.columns = {name: torch.zeros(0, dtype=dtype) for name, dtype in _FLOAT_COLUMNS.items()}
         self.count = torch.zeros(0, dtype=torch.int64)
@@ -114,8 +134,25 @@ class MemoryTable:
             return out
 
         self.keys, self.signals = grown(self.keys), grown(self.signals)
+        # A float32 scan reads the keys themselves.
+        self.scan_keys = self.keys if self.scan_dtype == torch.float32 else grown(self.scan_keys)
         self.columns = {name: grown(tensor) for name, tensor in self.columns.items()}
         self.count, self.status, self.ids = grown(self.count), grown(self.status), grown(self.ids)
+
+    def _set_keys(self, rows: slice | int, keys: Tensor) -> None:
+        """Write key rows (a slice, or one row) and their scan copy."""
+        if isinstance(rows, int):
+            rows = slice(rows, rows + 1)
+        self.keys[rows] = keys.reshape(-1, self.dim)
+        # In blocks, so that a million rows need no gigabytes of temporaries.
+        for start in range(rows.start, rows.stop, _QUANTIZE_BLOCK):
+            block = slice(start, min(start + _QUANTIZE_BLOCK, rows.stop))
+            low, error, norm = quantize_keys(self.keys[block], self.scan_dtype)
+            if self.scan_keys is not self.keys:
+                self.scan_keys[block] = low
+            if len(error):
+                self.scan_error = max(self.scan_error, float(error.max()))
+                self.scan_norm = max(self.scan_norm, float(norm.max()))
 
     def row(self, memory_id: int) -> int:
         """Row of a memory id; KeyError naming the id when there is none."""
@@ -172,7 +209,7 @@ class MemoryTable:
         memory_id = int(e["id"])
         self._grow(self.n + 1)
         r = self.n
-        self.keys[r] = decode_tensor(e["key"], self.dim)
+        self._set_keys(r, decode_tensor(e["key"], self.dim))
         self.signals[r] = decode_tensor(e["signals"], self.signal_dim)
         self.columns["strength"][r] = e["strength"]
         self.columns["updated_at"][r] = e["t"]
@@ -246,7 +283,7 @@ class MemoryTable:
         r = self.row(memory_id)
         old = self.texts[r]
         self.texts[r] = e["text"]
-        self.keys[r] = decode_tensor(e["key"], self.dim)
+        self._set_keys(r, decode_tensor(e["key"], self.dim))
         self.signals[r] = decode_tensor(e["signals"], self.signal_dim)
         self._history(memory_id, {"event": "updated", "t": e["t"], "old": old, "text": e["text"]})
 
@@ -258,7 +295,7 @@ class MemoryTable:
                 history.insert(0, self._created_entry(int(memory_id)))
             self.status[r] = DELETED
             self.texts[r] = None  # the words are gone; the tombstone only says when and why
-            self.keys[r] = 0.0
+            self._set_keys(r, torch.zeros(self.dim))
             for entry in self.histories.get(int(memory_id), []):  # no copy of the words left
                 for key in ("text", "old"):
                     entry.pop(key, None)
@@ -301,7 +338,8 @@ class MemoryTable:
         ids = list(range(self.next_id, self.next_id + m))
         self._grow(self.n + m)
         rows = slice(self.n, self.n + m)
-        self.keys[rows], self.signals[rows] = keys, signals
+        self._set_keys(rows, keys)
+        self.signals[rows] = signals
         for name in _FLOAT_COLUMNS:
             self.columns[name][rows] = columns[name]
         self.count[rows], self.status[rows] = count, ACTIVE
@@ -363,9 +401,10 @@ class MemoryTable:
             raise ValueError(f"snapshot holds {len(meta['texts'])} texts for {n} rows")
         self.n = 0
         self.keys = torch.zeros(0, self.dim)
+        self.scan_error = self.scan_norm = 0.0
         self._grow(max(n, 1))
         self.n = n
-        self.keys[:n] = tensors["keys"]
+        self._set_keys(slice(0, n), tensors["keys"])
         self.signals[:n] = tensors["signals"]
         for name in _FLOAT_COLUMNS:
             self.columns[name][:n] = tensors[name]
