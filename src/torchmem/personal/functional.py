@@ -68,43 +68,40 @@ def retrieval_scores(
     return score.masked_fill(strength < threshold, float("-inf")), similarity
 
 
-def quantize_keys(
-    keys: Tensor, dtype: torch.dtype = torch.bfloat16
-) -> tuple[Tensor, Tensor, Tensor]:
-    """A low-precision copy of ``keys`` for the scan, with what bounds its error.
+def quantize_keys(keys: Tensor, dtype: torch.dtype = torch.bfloat16) -> tuple[Tensor, Tensor]:
+    """A low-precision copy of ``keys`` for the scan, and the row norms that bound its error.
+
+    Rounding to nearest moves each element by at most u times itself (u = eps / 2, 2^-8
+    for bfloat16, whose exponent range is float32's), so ``|k_i - k~_i| <= u |k_i|`` and
+    ``|k~_i| <= (1 + u) |k_i|``: the norms are all :func:`scan_similarity` needs.
 
     Args:
         keys: ``(n, d)`` float32 rows k_i.
-        dtype: the copy's dtype (bfloat16: 8 significant bits, float32's range).
+        dtype: the copy's dtype.
 
     Returns:
-        ``(low, error, norm)``: ``low`` ``(n, d)`` = k~_i, ``keys`` rounded to ``dtype``;
-        ``error`` ``(n,)`` = |k_i - k~_i| and ``norm`` ``(n,)`` = |k~_i| (2-norms), what
-        :func:`scan_similarity` needs per row (or their maxima, for all rows at once).
+        ``(low, norm)``: ``low`` ``(n, d)`` = k~_i, ``keys`` rounded to ``dtype``, and
+        ``norm`` ``(n,)`` = |k_i|.
     """
-    low = keys.to(dtype)
-    restored = low.to(keys.dtype)
-    return low, (keys - restored).norm(dim=1), restored.norm(dim=1)
+    return keys.to(dtype), keys.norm(dim=1)
 
 
-def scan_similarity(
-    query: Tensor, low: Tensor, error: Tensor | float, norm: Tensor | float
-) -> tuple[Tensor, Tensor]:
+def scan_similarity(query: Tensor, low: Tensor, norm: Tensor | float) -> tuple[Tensor, Tensor]:
     """Approximate ``keys @ query`` from :func:`quantize_keys`'s copy, with an error bound.
 
-    With q~ the query rounded like the keys and e_q = |q - q~|:
+    With k~_i, q~ the key and the query rounded to ``low``'s dtype (unit roundoff u):
     ``q . k_i - q~ . k~_i = q . (k_i - k~_i) + (q - q~) . k~_i``, so by Cauchy-Schwarz the
-    rounded product is off by at most ``|q| e_i + e_q |k~_i|``. It is accumulated in
-    float32 (torch's CPU reduced-precision matrix-vector kernels do), at most
-    ``d 2^-23 |q~| |k~_i|`` off (twice float32's ``d u``), and rounded to ``low``'s dtype,
-    at most ``eps |q~| |k~_i|`` off (eps = 2^-7 for bfloat16, twice its unit roundoff;
-    ``|q~ . k~_i| <= |q~| |k~_i|``). A float32 ``low`` gives the exact product, margin 0.
+    rounded product is off by at most ``(|q| u + |q - q~| (1 + u)) |k_i|``. It is
+    accumulated in float32 (torch's CPU reduced-precision matrix-vector kernels do), at
+    most ``d 2^-23 |q~| |k~_i|`` off (twice float32's ``d u``), and the sum is rounded to
+    ``low``'s dtype, at most ``2 u |q~| |k~_i|`` off (``|q~ . k~_i| <= |q~| |k~_i|``; the
+    factor 2 is slack). A float32 ``low`` gives the exact product and a zero margin.
 
     Args:
         query: ``(d,)`` float32.
         low: ``(n, d)``.
-        error, norm: e_i and |k~_i| per row ``(n,)``, or upper bounds on them for all rows
-            (numbers): the margin is then one number.
+        norm: |k_i| per row ``(n,)``, or one upper bound for all rows (a number): the
+            margin is then one number.
 
     Returns:
         ``(approx, margin)``: ``(n,)`` float32, and ``(n,)`` or ``()`` float32, with
@@ -115,14 +112,13 @@ def scan_similarity(
     rounded = query.to(low.dtype)
     approx = (low @ rounded).to(query.dtype)
     restored = rounded.to(query.dtype)
+    u = torch.finfo(low.dtype).eps / 2
     query_norm = float(restored.norm())
-    per_norm = (
-        float((query - restored).norm())
-        + query.shape[0] * 2.0**-23 * query_norm
-        + torch.finfo(low.dtype).eps * query_norm
+    per_norm = float(query.norm()) * u + (1 + u) * (
+        float((query - restored).norm()) + (query.shape[0] * 2.0**-23 + 2 * u) * query_norm
     )
-    margin = float(query.norm()) * torch.as_tensor(error) + per_norm * torch.as_tensor(norm)
-    return approx, margin.to(query.dtype)
+    # 1e-30: slack for values below bfloat16's normal range, where u does not hold.
+    return approx, (per_norm * torch.as_tensor(norm) + 1e-30).to(query.dtype)
 
 
 def bounded_top(estimate: Tensor, margin: Tensor | float, m: int) -> Tensor:

@@ -555,7 +555,7 @@ class PersonalMemory:
         """:func:`.functional.scan_similarity` of ``key`` with every row: ``(approx (n,),
         margin ())``."""
         t = self.table
-        return scan_similarity(key, t.scan_keys[: t.n], t.scan_error, t.scan_norm)
+        return scan_similarity(key, t.scan_keys[: t.n], t.scan_norm)
 
     def _neighbours(self, key: Tensor) -> tuple[Tensor, Tensor]:
         """Active rows that may be the nearest to ``key`` or reach ``subject_similarity``,

@@ -23,9 +23,9 @@ Row tensors (capacity grows by doubling, so an insert is amortised O(d)):
 
 Beside ``keys`` the table keeps the scan's copy of them (:func:`.functional.quantize_keys`):
 ``scan_keys`` in ``scan_dtype`` (bfloat16 by default; float32 means the keys themselves),
-refreshed wherever a key changes, and ``scan_error`` / ``scan_norm``, upper bounds on
-every row's rounding error and norm (they only grow between loads, which keeps them
-bounds). It is derived, never stored: a snapshot holds the float32 keys.
+refreshed wherever a key changes, and ``scan_norm``, an upper bound on the keys' norms
+(it only grows between loads, which keeps it a bound), from which the scan bounds its
+rounding error. It is derived, never stored: a snapshot holds the float32 keys.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class MemoryTable:
         self.n = 0
         self.keys = torch.zeros(0, dim)
         self.scan_keys = self.keys if scan_dtype == torch.float32 else self.keys.to(scan_dtype)
-        self.scan_error = self.scan_norm = 0.0
+        self.scan_norm = 0.0
         self.signals = torch.zeros(0, signal_dim)
         self.columns = {name: torch.zeros(0, dtype=dtype) for name, dtype in _FLOAT_COLUMNS.items()}
         self.count = torch.zeros(0, dtype=torch.int64)
@@ -129,7 +129,9 @@ class MemoryTable:
         capacity = max(need, 2 * capacity, 64)
 
         def grown(tensor: Tensor) -> Tensor:
-            out = torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
+            # Rows from n on are written before they are read: no need to zero (or touch)
+            # the pages of a million-row capacity.
+            out = torch.empty((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
             out[: self.n] = tensor[: self.n]
             return out
 
@@ -147,11 +149,10 @@ class MemoryTable:
         # In blocks, so that a million rows need no gigabytes of temporaries.
         for start in range(rows.start, rows.stop, _QUANTIZE_BLOCK):
             block = slice(start, min(start + _QUANTIZE_BLOCK, rows.stop))
-            low, error, norm = quantize_keys(self.keys[block], self.scan_dtype)
+            low, norm = quantize_keys(self.keys[block], self.scan_dtype)
             if self.scan_keys is not self.keys:
                 self.scan_keys[block] = low
-            if len(error):
-                self.scan_error = max(self.scan_error, float(error.max()))
+            if len(norm):
                 self.scan_norm = max(self.scan_norm, float(norm.max()))
 
     def row(self, memory_id: int) -> int:
@@ -401,7 +402,7 @@ class MemoryTable:
             raise ValueError(f"snapshot holds {len(meta['texts'])} texts for {n} rows")
         self.n = 0
         self.keys = torch.zeros(0, self.dim)
-        self.scan_error = self.scan_norm = 0.0
+        self.scan_norm = 0.0
         self._grow(max(n, 1))
         self.n = n
         self._set_keys(slice(0, n), tensors["keys"])
