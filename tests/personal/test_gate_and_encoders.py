@@ -10,7 +10,7 @@ import torch
 
 from torchmem.personal.encoders import make_encoder
 from torchmem.personal.gate import WriteGate, weights_path
-from torchmem.personal.gate_training import featurize, rates, train_gate
+from torchmem.personal.gate_training import featurize, rates, train_gate, training_kinds
 from torchmem.personal.messages import generate_messages
 
 
@@ -29,12 +29,12 @@ def test_shipped_hash_gate_is_what_its_script_makes():
 
 def test_shipped_gate_separates_signal_from_noise_on_held_out_phrasings():
     encoder, gate = make_encoder("hash"), WriteGate.load(weights_path("hash"))
-    rows = generate_messages("test", seed=0, per_template=20)
+    rows = generate_messages("test", seed=0, per_template=20, kinds=training_kinds("hash"))
     labels = torch.tensor([row["label"] for row in rows])
     result = rates(gate.probability(featurize(encoder, rows, seed=1)), labels)
     # New templates and new fill-in words: the lexical gate still gets most of it right.
     assert result["accuracy"] > 0.8
-    train_rows = generate_messages("train", seed=0, per_template=20)
+    train_rows = generate_messages("train", seed=0, per_template=20, kinds=training_kinds("hash"))
     train_texts = {row["text"] for row in train_rows}
     assert not train_texts & {row["text"] for row in rows}  # the splits share no message
     hi, pref = gate.probability(featurize(encoder, [{"text": "Hi"}, {"text": "I like visuals"}], 0))

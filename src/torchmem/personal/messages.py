@@ -16,6 +16,7 @@ the training sentences.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from itertools import product
 
 # (kind, template, label). A template's slots are filled from FILLS; its split is decided
@@ -42,6 +43,18 @@ SIGNAL_TEMPLATES: dict[str, list[str]] = {
         "Never {bad_instruction}",
         "Remember to {instruction}",
         "When you reply, {instruction}",
+    ],
+    # Standing requests: imperative like a task, but about every later answer.
+    "request": [
+        "Please reply to me in {language}",
+        "Please give me {style} answers",
+        "Please don't {bad_instruction}",
+        "Can you always {instruction}?",
+        "Please help me practise my {language} every day",
+        "Don't ever {bad_instruction} with me",
+        "Please address me as {name}",
+        "I want you to {instruction} every time",
+        "Please keep your explanations {style}",
     ],
     "habit": [
         "I usually {activity} in the {time_of_day}",
@@ -146,6 +159,18 @@ NOISE_TEMPLATES: dict[str, list[str]] = {
         "Is {thing} healthy?",
         "How does {topic} work?",
         "Define {topic}",
+    ],
+    # One-off tasks: imperative, but they say nothing lasting about the user.
+    "task": [
+        "Please proofread this",
+        "Please list three facts about {country}",
+        "Please explain {topic} to me",
+        "Could you rephrase this?",
+        "Please write a short story about {thing}",
+        "Please check this code for bugs",
+        "Can you draft a reply to my boss?",
+        "Please convert 5 miles to kilometres",
+        "Please give me a synonym for happy",
     ],
 }
 
@@ -315,13 +340,17 @@ def _fill(template: str, split: str, rng: random.Random, limit: int) -> list[str
     return [template.format(**dict(zip(slots, combo))) for combo in combos[:limit]]
 
 
-def generate_messages(split: str, seed: int = 0, per_template: int = 6) -> list[dict]:
+def generate_messages(
+    split: str, seed: int = 0, per_template: int = 6, kinds: Collection[str] | None = None
+) -> list[dict]:
     """Labelled messages of one split, shuffled.
 
     Args:
         split: ``"train"`` or ``"test"`` (disjoint templates and fill-in values).
         seed: shuffling and sampling seed.
         per_template: fillings drawn per template (fewer when it has fewer).
+        kinds: the template kinds to draw from (keys of :data:`SIGNAL_TEMPLATES` and
+            :data:`NOISE_TEMPLATES`); None: all.
 
     Returns:
         ``[{"text", "label" (1 signal, 0 noise), "kind"}, ...]``; a template without slots
@@ -333,6 +362,8 @@ def generate_messages(split: str, seed: int = 0, per_template: int = 6) -> list[
     rows: list[dict] = []
     for label, templates in ((1, SIGNAL_TEMPLATES), (0, NOISE_TEMPLATES)):
         for kind, texts in templates.items():
+            if kinds is not None and kind not in kinds:
+                continue
             for index, template in enumerate(texts):
                 if _split_of_template(index) != split:
                     continue
@@ -356,4 +387,16 @@ def _vary(text: str, rng: random.Random) -> str:
     return text
 
 
-__all__ = ["FILLS", "NOISE_TEMPLATES", "SIGNAL_TEMPLATES", "SPLITS", "generate_messages"]
+#: Kinds whose label a lexical encoder cannot read from the words: a standing request
+#: ("Please give me short answers") and a one-off task ("Please explain TCP to me") share
+#: their words. The hash gate is trained without them (see :mod:`.gate_training`).
+SEMANTIC_KINDS = frozenset({"request", "task"})
+
+__all__ = [
+    "FILLS",
+    "NOISE_TEMPLATES",
+    "SEMANTIC_KINDS",
+    "SIGNAL_TEMPLATES",
+    "SPLITS",
+    "generate_messages",
+]
