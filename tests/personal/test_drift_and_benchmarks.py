@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchmem.bench.personal_quality import format_report, run_torchmem, score
+from torchmem.bench.personal_quality import _miss, format_report, run_torchmem, score
 from torchmem.personal import PersonalMemory
 from torchmem.personal.drift import SUBJECTS, generate_drift, mentions
 from torchmem.personal.encoders import make_encoder
@@ -60,8 +60,22 @@ def test_quality_run_on_a_small_data_set(tmp_path):
     result = run_torchmem(messages, queries, "hash", keys, tmp_path)
     assert 0 <= result["current_first"] <= 1 and result["signal"] > 0
     assert sum(result["actions"].values()) == len(messages)
+    # every query whose first hit is not the current value is counted once, with a reason
+    missed = round((1 - result["current_first"]) * result["queries"])
+    assert missed > 0 and sum(result["misses"].values()) == missed
     report = {"torchmem": result, "users": 3, "seed": 0, "encoder": "hash", "date": "today"}
     assert "| current_first | >= 0.9 |" in format_report(report)
+    assert "torchmem misses of current_first" in format_report(report)
+
+
+def test_misses_are_sorted_by_cause():
+    query = {"current": "matcha", "stale": ["espresso"]}
+    active = {"status": "active", "text": "I've switched to matcha now"}
+    replaced = {"status": "superseded", "text": "I've switched to matcha now"}
+    assert _miss(query, [], [active]) == "no_hit"
+    assert _miss(query, ["I drink espresso"], [active]) == "replaced_first"
+    assert _miss(query, ["I like jazz"], [replaced]) == "current_not_active"
+    assert _miss(query, ["I like jazz"], [active, replaced]) == "other_first"
 
 
 def test_encoded_verbs_check_their_vectors(tmp_path):

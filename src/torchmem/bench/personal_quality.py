@@ -12,7 +12,12 @@ its own time; then every query is searched (top 3, no recall reinforcement) at i
 * ``noise_admitted``: share of noise messages stored; ``signal_rejected``: share of
   statements not stored (held in short-term memory counts as not stored);
 * ``slots_per_fact``: distinct memories the statements went to, per distinct (user,
-  subject, value) stated (1.0: every repeat reinforced its fact's one memory).
+  subject, value) stated (1.0: every repeat reinforced its fact's one memory);
+* ``misses`` (torchmem): why the queries whose first hit is not the current value missed:
+  ``no_hit``; ``replaced_first`` (a replaced value came first); ``current_not_active``
+  (no active memory states the current value: superseded by another statement, or never
+  stored); ``other_first`` (something else came first although an active memory states
+  the current value).
 
 mem0 (``mem0ai``, ``infer=False``, the same MiniLM vectors) stores every message as is
 and ranks by cosine similarity.
@@ -100,16 +105,32 @@ def run_torchmem(messages, queries, encoder, keys, folder, config=None) -> dict:
         result = mem.add_encoded(message["text"], key, at=message["t"])
         stored_ids.append(result.id if result.stored else None)
         actions[result.action] = actions.get(result.action, 0) + 1
-    hits = []
+    hits, misses = [], {}
     for query, key in zip(queries, keys["queries"]):
-        found = memories[query["user"]].search_encoded(key, k=3, at=query["t"], reinforce=False)
-        hits.append([hit.text for hit in found])
+        mem = memories[query["user"]]
+        found = [hit.text for hit in mem.search_encoded(key, k=3, at=query["t"], reinforce=False)]
+        hits.append(found)
+        if not (found and mentions(found[0], query["current"])):
+            why = _miss(query, found, mem.list(at=query["t"], include_inactive=True))
+            misses[why] = misses.get(why, 0) + 1
     result = score(messages, queries, stored_ids, hits)
     result["actions"] = actions
+    result["misses"] = misses
     result["cpu_s"] = time.process_time() - start
     for mem in memories.values():
         mem.close()
     return result
+
+
+def _miss(query: dict, found: list[str], records: list[dict]) -> str:
+    """Why a query's first hit is not its current value (see the module docstring)."""
+    if not found:
+        return "no_hit"
+    if any(mentions(found[0], value) for value in query["stale"]):
+        return "replaced_first"
+    if not any(r["status"] == "active" and mentions(r["text"], query["current"]) for r in records):
+        return "current_not_active"
+    return "other_first"
 
 
 def run_mem0(messages, queries, keys, folder) -> dict:
@@ -192,7 +213,12 @@ def format_report(report: dict) -> str:
         lines.append(
             f"| {metric} | {goal} | {t[metric]:.3f} | {'' if other is None else f'{other:.3f}'} |"
         )
-    lines += ["", f"torchmem actions: {json.dumps(t['actions'])}"]
+    lines += [
+        "",
+        f"torchmem actions: {json.dumps(t['actions'])}",
+        "",
+        f"torchmem misses of current_first: {json.dumps(t['misses'])}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -46,11 +46,11 @@ SIGNAL_TEMPLATES: dict[str, list[str]] = {
     ],
     # Standing requests: imperative like a task, but about every later answer.
     "request": [
-        "Please reply to me in {language}",
+        "Please remind me to {activity} every {day}",
         "Please give me {style} answers",
         "Please don't {bad_instruction}",
         "Can you always {instruction}?",
-        "Please help me practise my {language} every day",
+        "Please keep reminding me to {activity}",
         "Don't ever {bad_instruction} with me",
         "Please address me as {name}",
         "I want you to {instruction} every time",
