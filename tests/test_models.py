@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import torchmem
-from torchmem import DNC, LSTM, NTM, detach_state
+from torchmem import DNC, LSTM, NTM, FastWeights, HopfieldMemory, detach_state
 from torchmem.registry import MODELS, make_model, model_options
 from torchmem.state import state_tensors
 
@@ -22,8 +22,20 @@ SMALL = {
         link_sharpness=True,
     ),
     "lstm": dict(hidden_size=12, num_layers=2),
+    "fast-weights": dict(hidden_size=12, key_size=5, value_size=4, read_heads=2),
+    "hopfield": dict(
+        hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
+    ),
 }
-CLASSES = {"ntm": NTM, "ntm-ff": NTM, "dnc": DNC, "dnc-csordas": DNC, "lstm": LSTM}
+CLASSES = {
+    "ntm": NTM,
+    "ntm-ff": NTM,
+    "dnc": DNC,
+    "dnc-csordas": DNC,
+    "lstm": LSTM,
+    "fast-weights": FastWeights,
+    "hopfield": HopfieldMemory,
+}
 
 
 def build(key, dtype=torch.float64, seed=0):
@@ -119,7 +131,7 @@ def test_initial_state_and_detach(key):
     assert any(t.requires_grad for t in state_tensors(state).values())
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas"])
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield"])
 def test_gradcheck_through_the_model(key):
     model = build(key)
     x = inputs(b=1, t=3).requires_grad_()
@@ -145,7 +157,7 @@ def test_dnc_invariants_over_time(key):
     assert trace["usage"].shape == (3, 10, 7) and trace["read_weights"].shape == (3, 10, 2, 7)
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "lstm"])
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield"])
 def test_no_nan_gradients_from_fresh_zero_memory(key):
     model = build(key, torch.float32)
     y, _ = model(torch.zeros(2, 5, 4))
@@ -161,7 +173,7 @@ def test_ntm_weights_are_distributions():
         assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm"])
+@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield"])
 def test_bad_input_errors(key):
     model = build(key, torch.float32)
     name = type(model).__name__
@@ -184,7 +196,7 @@ def test_registry_and_options():
     with pytest.raises(ValueError, match="valid options:.*memory_slots"):
         make_model("ntm", 4, 3, memroy_slots=3)
     with pytest.raises(
-        ValueError, match="valid models: dnc, lstm, memnet, memoria-transformer, ntm"
+        ValueError, match="valid models: dnc, fast-weights, hopfield, lstm, memnet, memoria"
     ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):

@@ -270,7 +270,8 @@ def test_train_config_validation_and_optimizers():
     with pytest.raises(ValueError, match="valid optimizers: adam, rmsprop"):
         TrainConfig(optimizer="sgd")
     with pytest.raises(
-        ValueError, match="valid models: dnc, lstm, memnet, memoria-transformer, ntm"
+        ValueError,
+        match="valid models: dnc, fast-weights, hopfield, lstm, memnet, memoria-transformer, ntm",
     ):
         TrainConfig(model="gru")
     with pytest.raises(ValueError, match="steps must be a positive integer"):

@@ -7,6 +7,14 @@
 (torch.Size([2, 5, 8]), torch.Size([2, 64, 16]))
 """
 
+from .models.associative import (
+    FastWeights,
+    FastWeightsConfig,
+    FastWeightsState,
+    HopfieldMemory,
+    HopfieldMemoryConfig,
+    HopfieldMemoryState,
+)
 from .models.dnc import DNC, DNCConfig, DNCState
 from .models.lstm import LSTM, LSTMConfig
 from .models.memnet import MemNet, MemNetConfig, MemNetState
@@ -32,6 +40,12 @@ __all__ = [
     "DNC",
     "DNCConfig",
     "DNCState",
+    "FastWeights",
+    "FastWeightsConfig",
+    "FastWeightsState",
+    "HopfieldMemory",
+    "HopfieldMemoryConfig",
+    "HopfieldMemoryState",
     "LSTM",
     "LSTMConfig",
     "MODELS",

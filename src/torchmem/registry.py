@@ -8,6 +8,12 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from .config import config_fields
+from .models.associative import (
+    FastWeights,
+    FastWeightsConfig,
+    HopfieldMemory,
+    HopfieldMemoryConfig,
+)
 from .models.dnc import DNC, DNCConfig
 from .models.lstm import LSTM, LSTMConfig
 from .models.memnet import MemNet, MemNetConfig
@@ -31,6 +37,16 @@ MODELS: dict[str, ModelSpec] = {
     "ntm": ModelSpec(NTM, NTMConfig, "Neural Turing Machine (Graves et al. 2014)"),
     "dnc": ModelSpec(DNC, DNCConfig, "Differentiable Neural Computer (Graves et al. 2016)"),
     "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
+    "fast-weights": ModelSpec(
+        FastWeights,
+        FastWeightsConfig,
+        "LSTM + delta-rule fast-weight memory (Schlag, Irie & Schmidhuber 2021)",
+    ),
+    "hopfield": ModelSpec(
+        HopfieldMemory,
+        HopfieldMemoryConfig,
+        "LSTM + modern Hopfield pattern store (Ramsauer et al. 2021)",
+    ),
     "memnet": ModelSpec(
         MemNet,
         MemNetConfig,

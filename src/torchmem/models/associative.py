@@ -1,0 +1,233 @@
+"""Associative-memory models: a controller driving delta-rule fast weights or a Hopfield store.
+
+Both are wired like the DNC: an LSTM (or feed-forward) controller reads
+``[x_t; r_{t-1}]``, emits an interface vector, the memory is written and then read, and
+the read-out sees ``[h_t; r_t]``. The maths are in :mod:`torchmem.core.associative`.
+
+* :class:`FastWeights`: the memory is one matrix W (E x D) per sequence, written by the
+  delta rule ``W_t = W_{t-1} + beta_t (v_t - W_{t-1} k_t) k_t^T`` and read ``r = W_t q``
+  (Schlag, Irie & Schmidhuber 2021). Keys and queries are unit vectors, beta_t a sigmoid:
+  at beta_t = 1 the value stored under k_t is replaced exactly. Memory cost E x D whatever
+  the sequence length.
+* :class:`HopfieldMemory`: the memory holds the last N written patterns (keys and values,
+  a ring of N slots), read by modern-Hopfield retrieval ``V softmax(beta X^T xi)``
+  (Ramsauer et al. 2021) with a learned inverse temperature per head; with
+  ``updates`` > 1 the query is first moved ``updates - 1`` times by the Hopfield update
+  ``xi <- X softmax(beta X^T xi)`` (pattern completion) before the values are read.
+
+Legend: B batch, T time, H hidden size, D key width, E value width, R read heads, N slots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._validation import check_positive
+from ..config import build_config
+from ..core.associative import delta_rule_write, fast_weight_read, hopfield_retrieve
+from ._unroll import run_model
+from .controller import make_controller
+
+EPS = 1e-6
+
+
+def _unit(x: Tensor) -> Tensor:
+    """x / sqrt(|x|^2 + eps^2) over the last dim (defined and smooth at 0)."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + EPS * EPS)
+
+
+@dataclass
+class FastWeightsConfig:
+    """Options of :class:`FastWeights`."""
+
+    input_size: int = 9
+    output_size: int = 8
+    hidden_size: int = 64
+    key_size: int = 32  # D
+    value_size: int = 32  # E
+    read_heads: int = 1  # R
+    controller: str = "lstm"  # or "feedforward"
+    fused_controller: bool = True
+
+
+class FastWeightsState(NamedTuple):
+    """State after step t."""
+
+    controller: Any  # LSTMState or FeedForwardState
+    memory: Tensor  # (B, E, D)  W_t
+    write_strength: Tensor  # (B,)  beta_t
+    read_vectors: Tensor  # (B, R, E)  r_t = W_t q_t
+
+
+class FastWeights(nn.Module):
+    """``y, state = model(x, state=None)``: controller + delta-rule fast-weight memory."""
+
+    config_class = FastWeightsConfig
+
+    def __init__(self, input_size: int, output_size: int, **options):
+        super().__init__()
+        self.config = c = build_config(
+            FastWeightsConfig,
+            {"input_size": input_size, "output_size": output_size, **options},
+            "fast-weights",
+        )
+        check_positive(c, ("hidden_size", "key_size", "value_size", "read_heads"), "fast-weights")
+        reads = c.read_heads * c.value_size
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
+        # interface: key (D), value (E), beta (1), queries (R D)
+        self.interface = nn.Linear(
+            c.hidden_size, c.key_size + c.value_size + 1 + c.read_heads * c.key_size
+        )
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: FastWeightsConfig) -> FastWeights:
+        return cls(**dataclasses.asdict(config))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> FastWeightsState:
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        c = self.config
+        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        return FastWeightsState(
+            self.controller.initial_state(batch_size, device, dtype),
+            zeros(c.value_size, c.key_size),
+            zeros(),
+            zeros(c.read_heads, c.value_size),
+        )
+
+    def _step(self, x_t: Tensor, state: FastWeightsState) -> tuple[Tensor, FastWeightsState]:
+        c = self.config
+        hidden, controller = self.controller.step(
+            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
+        )
+        key, value, beta, queries = self.interface(hidden).split(
+            [c.key_size, c.value_size, 1, c.read_heads * c.key_size], dim=-1
+        )
+        beta = torch.sigmoid(beta[:, 0])
+        memory = delta_rule_write(state.memory, _unit(key), value, beta)
+        queries = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        reads = fast_weight_read(memory[:, None], queries)  # (B, R, E)
+        return (
+            torch.cat([hidden, reads.flatten(1)], dim=-1),
+            FastWeightsState(controller, memory, beta, reads),
+        )
+
+    def forward(self, x: Tensor, state: FastWeightsState | None = None):
+        y, state, _ = run_model(self, x, state)
+        return y, state
+
+
+@dataclass
+class HopfieldMemoryConfig:
+    """Options of :class:`HopfieldMemory`."""
+
+    input_size: int = 9
+    output_size: int = 8
+    hidden_size: int = 64
+    memory_slots: int = 64  # N: the last N written patterns are kept
+    key_size: int = 32  # D
+    value_size: int = 32  # E
+    read_heads: int = 1  # R
+    updates: int = 1  # Hopfield updates per read (>= 1; the last one reads the values)
+    controller: str = "lstm"
+    fused_controller: bool = True
+
+
+class HopfieldMemoryState(NamedTuple):
+    """State after step t: the ring of stored patterns and the reads of step t."""
+
+    controller: Any
+    keys: Tensor  # (B, N, D)  X
+    values: Tensor  # (B, N, E)  V
+    written_at: Tensor  # (B, N) step (from 1) each slot was last written at; 0: empty
+    read_weights: Tensor  # (B, R, N)  softmax(beta X^T xi) of the last update
+    read_vectors: Tensor  # (B, R, E)
+
+
+class HopfieldMemory(nn.Module):
+    """``y, state = model(x, state=None)``: controller + modern-Hopfield pattern store."""
+
+    config_class = HopfieldMemoryConfig
+
+    def __init__(self, input_size: int, output_size: int, **options):
+        super().__init__()
+        self.config = c = build_config(
+            HopfieldMemoryConfig,
+            {"input_size": input_size, "output_size": output_size, **options},
+            "hopfield",
+        )
+        check_positive(
+            c,
+            ("hidden_size", "memory_slots", "key_size", "value_size", "read_heads", "updates"),
+            "hopfield",
+        )
+        reads = c.read_heads * c.value_size
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
+        # interface: key (D), value (E), queries (R D), beta per head (R)
+        self.interface = nn.Linear(
+            c.hidden_size, c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
+        )
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: HopfieldMemoryConfig) -> HopfieldMemory:
+        return cls(**dataclasses.asdict(config))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> HopfieldMemoryState:
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        c = self.config
+        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        return HopfieldMemoryState(
+            self.controller.initial_state(batch_size, device, dtype),
+            zeros(c.memory_slots, c.key_size),
+            zeros(c.memory_slots, c.value_size),
+            zeros(c.memory_slots),
+            zeros(c.read_heads, c.memory_slots),
+            zeros(c.read_heads, c.value_size),
+        )
+
+    def _step(self, x_t: Tensor, state: HopfieldMemoryState) -> tuple[Tensor, HopfieldMemoryState]:
+        c = self.config
+        hidden, controller = self.controller.step(
+            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
+        )
+        key, value, queries, beta = self.interface(hidden).split(
+            [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
+        )
+        # Write the pattern over the least recently written slot (an empty one first, in
+        # slot order: a ring), as a one-hot blend so autograd and any device follow; then
+        # read, so the pattern of this step is already retrievable.
+        written = state.written_at
+        slot = F.one_hot(written.argmin(-1), c.memory_slots).to(key.dtype)  # (B, N)
+        keys = state.keys + slot[..., None] * (_unit(key)[:, None] - state.keys)
+        values = state.values + slot[..., None] * (value[:, None] - state.values)
+        written = written + slot * (written.amax(-1, keepdim=True) + 1 - written)
+        filled = written > 0
+        beta = 1 + F.softplus(beta)  # (B, R), >= 1 as DNC key strengths
+        xi = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        for _ in range(c.updates - 1):
+            xi, _ = hopfield_retrieve(xi, keys, beta, mask=filled)
+        reads, weights = hopfield_retrieve(xi, keys, beta, values, mask=filled)
+        state = HopfieldMemoryState(controller, keys, values, written, weights, reads)
+        return torch.cat([hidden, reads.flatten(1)], dim=-1), state
+
+    def forward(self, x: Tensor, state: HopfieldMemoryState | None = None):
+        y, state, _ = run_model(self, x, state)
+        return y, state
+
+    def trace(self, x: Tensor, state: HopfieldMemoryState | None = None):
+        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
+        y, _, trace = run_model(self, x, state, ("read_weights",))
+        return y, trace

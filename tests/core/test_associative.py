@@ -1,0 +1,147 @@
+"""Associative-memory maths: modern Hopfield retrieval and energy, delta-rule fast weights,
+and the two models built on them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchmem import FastWeights, HopfieldMemory
+from torchmem.core.associative import (
+    delta_rule_write,
+    fast_weight_read,
+    hopfield_energy,
+    hopfield_retrieve,
+)
+
+G = torch.Generator().manual_seed(0)
+
+
+def randn(*shape, dtype=torch.float64):
+    return torch.randn(*shape, generator=G, dtype=dtype)
+
+
+def test_hopfield_retrieve_by_hand():
+    patterns = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    values = torch.tensor([[1.0], [2.0], [3.0]])
+    query = torch.tensor([[1.0, 0.0]])
+    out, weights = hopfield_retrieve(query, patterns, 2.0, values)
+    z = torch.tensor([2.0, 0.0, 2.0])  # beta * X^T xi
+    expected = torch.softmax(z, 0)
+    assert torch.allclose(weights[0], expected)
+    assert torch.allclose(out[0], expected @ values)
+    # Without values the patterns themselves come back; masked slots get no weight.
+    out, weights = hopfield_retrieve(query, patterns, 2.0, mask=torch.tensor([True, True, False]))
+    assert weights[0, 2] == 0 and torch.allclose(weights.sum(-1), torch.ones(1))
+    assert torch.allclose(out[0], torch.softmax(z[:2], 0) @ patterns[:2])
+    # One beta per query.
+    both = torch.cat([query, query])
+    _, w = hopfield_retrieve(both, patterns, torch.tensor([2.0, 50.0]))
+    assert torch.allclose(w[0], expected) and w[1, 1] < 1e-20
+
+
+def test_hopfield_update_never_raises_the_energy_and_retrieves_a_stored_pattern():
+    patterns = randn(4, 10, 16)  # 4 batches of 10 patterns
+    for beta in (0.1, 1.0, 8.0):
+        xi = randn(4, 3, 16)
+        energy = hopfield_energy(xi, patterns, beta)
+        for _ in range(6):
+            xi, _ = hopfield_retrieve(xi, patterns, beta)
+            new = hopfield_energy(xi, patterns, beta)
+            assert (new <= energy + 1e-9).all()
+            energy = new
+    # At a large beta a noisy cue of pattern 3 converges to pattern 3 in one step.
+    cue = patterns[:, 3:4] + 0.3 * randn(4, 1, 16)
+    out, weights = hopfield_retrieve(cue, patterns, 8.0)
+    assert (weights[:, 0].argmax(-1) == 3).all()
+    assert torch.allclose(out, patterns[:, 3:4], atol=1e-3)
+
+
+def test_hopfield_energy_by_hand():
+    patterns = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]])  # M = 5
+    xi = torch.tensor([[[1.0, 0.0]]])
+    beta = 0.5
+    lse = math.log(math.exp(beta * 3.0) + math.exp(0.0)) / beta
+    expected = -lse + 0.5 + math.log(2) / beta + 0.5 * 25
+    assert hopfield_energy(xi, patterns, beta).item() == pytest.approx(expected)
+
+
+def test_delta_rule_overwrites_one_association_and_leaves_orthogonal_ones():
+    memory = randn(3, 5, 4)  # (B, E, D)
+    key = torch.nn.functional.normalize(randn(3, 4), dim=-1)
+    value = randn(3, 5)
+    written = delta_rule_write(memory, key, value, torch.ones(3))
+    assert torch.allclose(fast_weight_read(written, key), value)  # W' k = v
+    other = randn(3, 4)
+    orthogonal = other - (other * key).sum(-1, keepdim=True) * key
+    assert torch.allclose(
+        fast_weight_read(written, orthogonal), fast_weight_read(memory, orthogonal)
+    )
+    # beta in (0, 1): an interpolation from what was stored towards v
+    beta = torch.tensor([0.0, 0.25, 0.9])
+    partial = delta_rule_write(memory, key, value, beta)
+    expected = (1 - beta[:, None]) * fast_weight_read(memory, key) + beta[:, None] * value
+    assert torch.allclose(fast_weight_read(partial, key), expected)
+    # the formula itself, element by element
+    error = value - torch.einsum("bed,bd->be", memory, key)
+    by_hand = memory + beta[:, None, None] * error[:, :, None] * key[:, None, :]
+    assert torch.allclose(partial, by_hand)
+
+
+def test_a_hebbian_write_cannot_overwrite_but_the_delta_rule_can():
+    key = torch.tensor([[1.0, 0.0]])
+    memory = torch.zeros(1, 1, 2)
+    old, new = torch.tensor([[1.0]]), torch.tensor([[-2.0]])
+    memory = delta_rule_write(memory, key, old, torch.ones(1))
+    memory = delta_rule_write(memory, key, new, torch.ones(1))
+    assert fast_weight_read(memory, key).item() == pytest.approx(-2.0)
+    hebbian = old[:, :, None] * key[:, None] + new[:, :, None] * key[:, None]
+    assert fast_weight_read(hebbian, key).item() == pytest.approx(-1.0)  # the sum, not -2
+
+
+def test_gradcheck_of_the_maths():
+    memory, key, value = randn(2, 3, 4), randn(2, 4), randn(2, 3)
+    beta = torch.rand(2, generator=G, dtype=torch.float64)
+    for t in (memory, key, value, beta):
+        t.requires_grad_(True)
+    assert torch.autograd.gradcheck(delta_rule_write, (memory, key, value, beta))
+    query, patterns, values = randn(2, 2, 4), randn(2, 5, 4), randn(2, 5, 3)
+    betas = torch.rand(2, 2, generator=G, dtype=torch.float64) + 0.5
+    for t in (query, patterns, values, betas):
+        t.requires_grad_(True)
+    mask = torch.tensor([[True] * 5, [True, True, False, True, False]])
+    assert torch.autograd.gradcheck(
+        lambda *a: hopfield_retrieve(*a, mask=mask), (query, patterns, betas, values)
+    )
+
+
+def test_hopfield_model_keeps_the_last_n_patterns_in_a_ring():
+    torch.manual_seed(0)
+    model = HopfieldMemory(4, 3, hidden_size=8, memory_slots=3, key_size=5, value_size=4)
+    x = torch.randn(2, 5, 4)
+    _, first = model(x[:, :1])
+    assert first.written_at.tolist() == [[1.0, 0.0, 0.0]] * 2
+    assert (first.read_weights[..., 1:] == 0).all()  # empty slots are never read
+    _, state = model(x)
+    assert state.written_at.tolist() == [[4.0, 5.0, 3.0]] * 2  # steps 4 and 5 wrapped round
+    # what step 5 wrote is in slot 1: the keys are unit vectors
+    assert torch.allclose(state.keys.norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+
+
+def test_fast_weights_memory_follows_the_delta_rule():
+    torch.manual_seed(0)
+    model = FastWeights(4, 3, hidden_size=8, key_size=5, value_size=4).double()
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    _, before = model(x[:, :2])
+    _, after = model(x[:, 2:], before)
+    # Recompute step 3's write from the interface by hand.
+    hidden, _ = model.controller.step(
+        torch.cat([x[:, 2], before.read_vectors.flatten(1)], -1), before.controller
+    )
+    key, value, beta, _ = model.interface(hidden).split([5, 4, 1, 5], -1)
+    key = key / key.norm(dim=-1, keepdim=True)
+    expected = delta_rule_write(before.memory, key, value, torch.sigmoid(beta[:, 0]))
+    assert torch.allclose(after.memory, expected, atol=1e-9)
+    assert torch.allclose(after.write_strength, torch.sigmoid(beta[:, 0]))
