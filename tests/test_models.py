@@ -4,7 +4,15 @@ import pytest
 import torch
 
 import torchmem
-from torchmem import DNC, LSTM, NTM, FastWeights, HopfieldMemory, detach_state
+from torchmem import (
+    DNC,
+    LSTM,
+    NTM,
+    FastWeights,
+    HierarchicalMemory,
+    HopfieldMemory,
+    detach_state,
+)
 from torchmem.registry import MODELS, make_model, model_options
 from torchmem.state import state_tensors
 
@@ -26,6 +34,9 @@ SMALL = {
     "hopfield": dict(
         hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
     ),
+    "hierarchical": dict(
+        hidden_size=12, levels=3, memory_slots=2, stride=2, key_size=5, value_size=4, read_heads=2
+    ),
 }
 CLASSES = {
     "ntm": NTM,
@@ -35,6 +46,7 @@ CLASSES = {
     "lstm": LSTM,
     "fast-weights": FastWeights,
     "hopfield": HopfieldMemory,
+    "hierarchical": HierarchicalMemory,
 }
 
 
@@ -131,7 +143,9 @@ def test_initial_state_and_detach(key):
     assert any(t.requires_grad for t in state_tensors(state).values())
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield"])
+@pytest.mark.parametrize(
+    "key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield", "hierarchical"]
+)
 def test_gradcheck_through_the_model(key):
     model = build(key)
     x = inputs(b=1, t=3).requires_grad_()
@@ -157,7 +171,9 @@ def test_dnc_invariants_over_time(key):
     assert trace["usage"].shape == (3, 10, 7) and trace["read_weights"].shape == (3, 10, 2, 7)
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield"])
+@pytest.mark.parametrize(
+    "key", ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield", "hierarchical"]
+)
 def test_no_nan_gradients_from_fresh_zero_memory(key):
     model = build(key, torch.float32)
     y, _ = model(torch.zeros(2, 5, 4))
@@ -173,7 +189,7 @@ def test_ntm_weights_are_distributions():
         assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield"])
+@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield", "hierarchical"])
 def test_bad_input_errors(key):
     model = build(key, torch.float32)
     name = type(model).__name__
@@ -196,7 +212,7 @@ def test_registry_and_options():
     with pytest.raises(ValueError, match="valid options:.*memory_slots"):
         make_model("ntm", 4, 3, memroy_slots=3)
     with pytest.raises(
-        ValueError, match="valid models: dnc, fast-weights, hopfield, lstm, memnet, memoria"
+        ValueError, match="valid models: dnc, fast-weights, hierarchical, hopfield, lstm, memnet"
     ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):

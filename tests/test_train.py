@@ -271,7 +271,7 @@ def test_train_config_validation_and_optimizers():
         TrainConfig(optimizer="sgd")
     with pytest.raises(
         ValueError,
-        match="valid models: dnc, fast-weights, hopfield, lstm, memnet, memoria-transformer, ntm",
+        match="valid models: dnc, fast-weights, hierarchical, hopfield, lstm, memnet, memoria",
     ):
         TrainConfig(model="gru")
     with pytest.raises(ValueError, match="steps must be a positive integer"):

@@ -16,6 +16,11 @@ from .models.associative import (
     HopfieldMemoryState,
 )
 from .models.dnc import DNC, DNCConfig, DNCState
+from .models.hierarchical import (
+    HierarchicalMemory,
+    HierarchicalMemoryConfig,
+    HierarchicalMemoryState,
+)
 from .models.lstm import LSTM, LSTMConfig
 from .models.memnet import MemNet, MemNetConfig, MemNetState
 from .models.memoria_transformer import (
@@ -43,6 +48,9 @@ __all__ = [
     "FastWeights",
     "FastWeightsConfig",
     "FastWeightsState",
+    "HierarchicalMemory",
+    "HierarchicalMemoryConfig",
+    "HierarchicalMemoryState",
     "HopfieldMemory",
     "HopfieldMemoryConfig",
     "HopfieldMemoryState",

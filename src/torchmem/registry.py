@@ -15,6 +15,7 @@ from .models.associative import (
     HopfieldMemoryConfig,
 )
 from .models.dnc import DNC, DNCConfig
+from .models.hierarchical import HierarchicalMemory, HierarchicalMemoryConfig
 from .models.lstm import LSTM, LSTMConfig
 from .models.memnet import MemNet, MemNetConfig
 from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
@@ -46,6 +47,11 @@ MODELS: dict[str, ModelSpec] = {
         HopfieldMemory,
         HopfieldMemoryConfig,
         "LSTM + modern Hopfield pattern store (Ramsauer et al. 2021)",
+    ),
+    "hierarchical": ModelSpec(
+        HierarchicalMemory,
+        HierarchicalMemoryConfig,
+        "LSTM + multi-level store, level l written every stride**l steps with summaries",
     ),
     "memnet": ModelSpec(
         MemNet,

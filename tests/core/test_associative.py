@@ -8,13 +8,14 @@ import math
 import pytest
 import torch
 
-from torchmem import FastWeights, HopfieldMemory
+from torchmem import FastWeights, HierarchicalMemory, HopfieldMemory
 from torchmem.core.associative import (
     delta_rule_write,
     fast_weight_read,
     hopfield_energy,
     hopfield_retrieve,
 )
+from torchmem.models.hierarchical import recent_summary, ring_write
 
 G = torch.Generator().manual_seed(0)
 
@@ -145,3 +146,57 @@ def test_fast_weights_memory_follows_the_delta_rule():
     expected = delta_rule_write(before.memory, key, value, torch.sigmoid(beta[:, 0]))
     assert torch.allclose(after.memory, expected, atol=1e-9)
     assert torch.allclose(after.write_strength, torch.sigmoid(beta[:, 0]))
+
+
+def test_ring_write_and_recent_summary_by_hand():
+    keys, values, written = torch.zeros(1, 3, 2), torch.zeros(1, 3, 1), torch.zeros(1, 3)
+    one = torch.ones(1)
+    for step, (k, v) in enumerate([([1.0, 0.0], 1.0), ([0.0, 1.0], 3.0), ([1.0, 1.0], 5.0)], 1):
+        keys, values, written = ring_write(
+            keys, values, written, torch.tensor([k]), torch.tensor([[v]]), step * one, one
+        )
+    assert written.tolist() == [[1.0, 2.0, 3.0]]
+    # a closed gate leaves everything as it was; the next open one replaces the oldest slot
+    same = ring_write(keys, values, written, torch.ones(1, 2), torch.ones(1, 1), 4 * one, 0 * one)
+    assert all(torch.equal(a, b) for a, b in zip(same, (keys, values, written)))
+    keys, values, written = ring_write(
+        keys, values, written, torch.tensor([[0.0, -1.0]]), torch.tensor([[7.0]]), 5 * one, one
+    )
+    assert written.tolist() == [[5.0, 2.0, 3.0]] and values[0, 0, 0] == 7.0
+    # summary of the slots written after step 2: steps 3 and 5
+    key, value = recent_summary(keys, values, written, 2 * one)
+    assert value.item() == pytest.approx(6.0)
+    assert torch.allclose(key, torch.nn.functional.normalize(torch.tensor([[1.0, 0.0]]), dim=-1))
+
+
+def test_hierarchical_levels_are_written_at_their_time_scales_with_summaries():
+    torch.manual_seed(0)
+    model = HierarchicalMemory(
+        4, 3, hidden_size=8, levels=3, memory_slots=4, stride=2, key_size=5, value_size=3
+    ).double()
+    x = torch.randn(2, 8, 4, dtype=torch.float64)
+    states = []
+    state = None
+    for t in range(8):
+        _, state = model(x[:, t : t + 1], state)
+        states.append(state)
+    final = states[-1]
+    # level 0 every step (ring of 4: steps 5-8), level 1 every 2 (steps 2-8), level 2 every 4
+    assert sorted(final.written_at[0, 0].tolist()) == [5.0, 6.0, 7.0, 8.0]
+    assert sorted(final.written_at[0, 1].tolist()) == [2.0, 4.0, 6.0, 8.0]
+    assert sorted(final.written_at[0, 2].tolist()) == [0.0, 0.0, 4.0, 8.0]
+    # level 1's step-8 entry is the summary of level 0's steps 7 and 8
+    s = final
+    slot1 = int((s.written_at[0, 1] == 8).nonzero())
+    recent0 = s.written_at[0, 0] > 6
+    assert torch.allclose(s.values[0, 1, slot1], s.values[0, 0][recent0].mean(0))
+    mean_key = s.keys[0, 0][recent0].mean(0)
+    assert torch.allclose(s.keys[0, 1, slot1], mean_key / mean_key.norm(), atol=1e-6)
+    # reads put no weight on empty slots
+    assert (final.read_weights[:, :, 2][:, :, final.written_at[0, 2] == 0] == 0).all()
+    assert torch.allclose(final.read_weights.sum((-1, -2)), torch.ones(2, 1, dtype=torch.float64))
+
+
+def test_hierarchical_rejects_a_ring_smaller_than_its_stride():
+    with pytest.raises(ValueError, match=r"memory_slots \(2\) must be at least stride \(4\)"):
+        HierarchicalMemory(4, 3, memory_slots=2, stride=4)

@@ -1,0 +1,195 @@
+"""A hierarchical memory: several levels, each with its own capacity and time scale.
+
+Level 0 keeps the last N patterns the controller wrote, one per step. Level l >= 1 is
+written every ``stride ** l`` steps, with the summary of what level l - 1 received in that
+span: the mean of its last ``stride`` keys (renormalised) and values. Each level is a ring
+of ``memory_slots`` slots, so level l remembers about ``memory_slots * stride ** l`` steps
+back, ever coarser: detail for the recent past, gist for the distant one. Reads are
+modern-Hopfield retrievals (:func:`torchmem.core.associative.hopfield_retrieve`) over the
+filled slots of all levels at once, so a query finds a recent detail or an old summary,
+whichever matches.
+
+Wiring as the DNC: an LSTM controller reads ``[x_t; r_{t-1}]``; its interface gives the
+write key and value, the read queries and their inverse temperatures; the read-out sees
+``[h_t; r_t]``.
+
+Legend: B batch, L levels, N slots per level, D key width, E value width, R read heads,
+s stride.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._validation import check_positive
+from ..config import build_config
+from ..core.associative import hopfield_retrieve
+from ._unroll import run_model
+from .associative import _unit
+from .controller import make_controller
+
+
+def ring_write(
+    keys: Tensor, values: Tensor, written_at: Tensor, key: Tensor, value: Tensor, now: Tensor,
+    gate: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Write (key, value) over the least recently written slot where ``gate`` is 1.
+
+    Args:
+        keys: ``(B, N, D)``; values: ``(B, N, E)``; written_at: ``(B, N)`` step of each
+            slot's last write, 0 for empty (empty slots are taken first, in slot order).
+        key: ``(B, D)``; value: ``(B, E)``; now: ``(B,)`` the step (>= 1).
+        gate: ``(B,)`` 1 to write, 0 to leave the ring as it is.
+
+    Returns:
+        The new ``(keys, values, written_at)``.
+    """
+    slot = F.one_hot(written_at.argmin(-1), keys.shape[-2]).to(keys.dtype) * gate[:, None]
+    return (
+        keys + slot[..., None] * (key[:, None] - keys),
+        values + slot[..., None] * (value[:, None] - values),
+        written_at + slot * (now[:, None] - written_at),
+    )
+
+
+def recent_summary(
+    keys: Tensor, values: Tensor, written_at: Tensor, since: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Mean key (renormalised) and mean value of the slots written after ``since``.
+
+    Args:
+        keys: ``(B, N, D)``; values: ``(B, N, E)``; written_at: ``(B, N)``.
+        since: ``(B,)``: slots with ``written_at > since`` count.
+
+    Returns:
+        ``(key (B, D), value (B, E))``; zeros where no slot counts.
+    """
+    recent = (written_at > since[:, None]).to(keys.dtype)  # (B, N)
+    count = recent.sum(-1, keepdim=True).clamp_min(1)
+    key = (recent[..., None] * keys).sum(-2) / count
+    value = (recent[..., None] * values).sum(-2) / count
+    return _unit(key), value
+
+
+@dataclass
+class HierarchicalMemoryConfig:
+    """Options of :class:`HierarchicalMemory`."""
+
+    input_size: int = 9
+    output_size: int = 8
+    hidden_size: int = 64
+    levels: int = 3  # L
+    memory_slots: int = 16  # N per level (>= stride)
+    stride: int = 4  # s: level l is written every s ** l steps
+    key_size: int = 32  # D
+    value_size: int = 32  # E
+    read_heads: int = 1  # R
+    controller: str = "lstm"
+    fused_controller: bool = True
+
+
+class HierarchicalMemoryState(NamedTuple):
+    """State after step t."""
+
+    controller: Any
+    keys: Tensor  # (B, L, N, D)
+    values: Tensor  # (B, L, N, E)
+    written_at: Tensor  # (B, L, N) step (from 1) of each slot's last write; 0: empty
+    step: Tensor  # (B,) steps seen, t
+    read_weights: Tensor  # (B, R, L, N)
+    read_vectors: Tensor  # (B, R, E)
+
+
+class HierarchicalMemory(nn.Module):
+    """``y, state = model(x, state=None)``: controller + a multi-level, multi-time-scale store."""
+
+    config_class = HierarchicalMemoryConfig
+
+    def __init__(self, input_size: int, output_size: int, **options):
+        super().__init__()
+        self.config = c = build_config(
+            HierarchicalMemoryConfig,
+            {"input_size": input_size, "output_size": output_size, **options},
+            "hierarchical",
+        )
+        names = ("hidden_size", "levels", "memory_slots", "stride", "key_size", "value_size")
+        check_positive(c, (*names, "read_heads"), "hierarchical")
+        if c.levels > 1 and c.memory_slots < c.stride:
+            raise ValueError(
+                f"hierarchical option memory_slots ({c.memory_slots}) must be at least stride "
+                f"({c.stride}): a level summarises the last stride slots of the one below"
+            )
+        reads = c.read_heads * c.value_size
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
+        self.interface = nn.Linear(
+            c.hidden_size, c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
+        )
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: HierarchicalMemoryConfig) -> HierarchicalMemory:
+        return cls(**dataclasses.asdict(config))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> HierarchicalMemoryState:
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        c = self.config
+        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        return HierarchicalMemoryState(
+            self.controller.initial_state(batch_size, device, dtype),
+            zeros(c.levels, c.memory_slots, c.key_size),
+            zeros(c.levels, c.memory_slots, c.value_size),
+            zeros(c.levels, c.memory_slots),
+            zeros(),
+            zeros(c.read_heads, c.levels, c.memory_slots),
+            zeros(c.read_heads, c.value_size),
+        )
+
+    def _step(self, x_t: Tensor, state: HierarchicalMemoryState):
+        c = self.config
+        hidden, controller = self.controller.step(
+            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
+        )
+        key, value, queries, beta = self.interface(hidden).split(
+            [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
+        )
+        now = state.step + 1
+        key = _unit(key)
+        keys, values, written = [], [], []
+        for level in range(c.levels):
+            span = c.stride**level
+            gate = (torch.remainder(now, span) == 0).to(now.dtype)
+            if level > 0:  # what the level below received over the last span steps
+                key, value = recent_summary(keys[-1], values[-1], written[-1], now - span)
+            k, v, w = ring_write(
+                state.keys[:, level], state.values[:, level], state.written_at[:, level],
+                key, value, now, gate,
+            )  # fmt: skip
+            keys.append(k), values.append(v), written.append(w)
+        keys, values, written = (torch.stack(t, dim=1) for t in (keys, values, written))
+        xi = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        reads, weights = hopfield_retrieve(
+            xi, keys.flatten(1, 2), 1 + F.softplus(beta), values.flatten(1, 2),
+            mask=written.flatten(1) > 0,
+        )  # fmt: skip
+        state = HierarchicalMemoryState(
+            controller, keys, values, written, now, weights.unflatten(-1, written.shape[1:]), reads
+        )
+        return torch.cat([hidden, reads.flatten(1)], dim=-1), state
+
+    def forward(self, x: Tensor, state: HierarchicalMemoryState | None = None):
+        y, state, _ = run_model(self, x, state)
+        return y, state
+
+    def trace(self, x: Tensor, state: HierarchicalMemoryState | None = None):
+        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
+        y, _, trace = run_model(self, x, state, ("read_weights",))
+        return y, trace
