@@ -80,7 +80,7 @@ def test_list_shows_models_tasks_and_options(capsys):
     [
         (
             ["train", "--model", "transformer"],
-            "valid models: dnc, fast-weights, hierarchical, hopfield, lstm, memnet, memoria",
+            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
         ),
         (
             ["train", "--task", "sort"],
@@ -93,7 +93,7 @@ def test_list_shows_models_tasks_and_options(capsys):
         (["eval", "no/such/run"], "no run folder at no/such/run"),
         (
             ["compare", "--models", "ntm,gru"],
-            "valid models: dnc, fast-weights, hierarchical, hopfield, lstm, memnet, memoria",
+            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
         ),
         (["compare", "--set", "gru.hidden_size=3"], "unknown prefix 'gru'"),
     ],

@@ -8,6 +8,7 @@ from torchmem import (
     DNC,
     LSTM,
     NTM,
+    AttentionMemory,
     FastWeights,
     HierarchicalMemory,
     HopfieldMemory,
@@ -34,6 +35,7 @@ SMALL = {
     "hopfield": dict(
         hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
     ),
+    "attention": dict(hidden_size=12, memory_slots=3, num_heads=2, key_size=5, value_size=4),
     "hierarchical": dict(
         hidden_size=12, levels=3, memory_slots=2, stride=2, key_size=5, value_size=4, read_heads=2
     ),
@@ -47,6 +49,7 @@ CLASSES = {
     "fast-weights": FastWeights,
     "hopfield": HopfieldMemory,
     "hierarchical": HierarchicalMemory,
+    "attention": AttentionMemory,
 }
 
 
@@ -144,7 +147,7 @@ def test_initial_state_and_detach(key):
 
 
 @pytest.mark.parametrize(
-    "key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield", "hierarchical"]
+    "key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield", "hierarchical", "attention"]
 )
 def test_gradcheck_through_the_model(key):
     model = build(key)
@@ -172,7 +175,8 @@ def test_dnc_invariants_over_time(key):
 
 
 @pytest.mark.parametrize(
-    "key", ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield", "hierarchical"]
+    "key",
+    ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield", "hierarchical", "attention"],
 )
 def test_no_nan_gradients_from_fresh_zero_memory(key):
     model = build(key, torch.float32)
@@ -189,7 +193,9 @@ def test_ntm_weights_are_distributions():
         assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield", "hierarchical"])
+@pytest.mark.parametrize(
+    "key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield", "hierarchical", "attention"]
+)
 def test_bad_input_errors(key):
     model = build(key, torch.float32)
     name = type(model).__name__
@@ -212,7 +218,7 @@ def test_registry_and_options():
     with pytest.raises(ValueError, match="valid options:.*memory_slots"):
         make_model("ntm", 4, 3, memroy_slots=3)
     with pytest.raises(
-        ValueError, match="valid models: dnc, fast-weights, hierarchical, hopfield, lstm, memnet"
+        ValueError, match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm"
     ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):

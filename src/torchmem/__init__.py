@@ -8,6 +8,9 @@
 """
 
 from .models.associative import (
+    AttentionMemory,
+    AttentionMemoryConfig,
+    AttentionMemoryState,
     FastWeights,
     FastWeightsConfig,
     FastWeightsState,
@@ -42,6 +45,9 @@ from .state import detach_state, map_state, state_to
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionMemory",
+    "AttentionMemoryConfig",
+    "AttentionMemoryState",
     "DNC",
     "DNCConfig",
     "DNCState",

@@ -9,6 +9,8 @@ from torch import nn
 
 from .config import config_fields
 from .models.associative import (
+    AttentionMemory,
+    AttentionMemoryConfig,
     FastWeights,
     FastWeightsConfig,
     HopfieldMemory,
@@ -47,6 +49,11 @@ MODELS: dict[str, ModelSpec] = {
         HopfieldMemory,
         HopfieldMemoryConfig,
         "LSTM + modern Hopfield pattern store (Ramsauer et al. 2021)",
+    ),
+    "attention": ModelSpec(
+        AttentionMemory,
+        AttentionMemoryConfig,
+        "LSTM + multi-head scaled dot-product attention over its last N steps",
     ),
     "hierarchical": ModelSpec(
         HierarchicalMemory,

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from torchmem import FastWeights, HierarchicalMemory, HopfieldMemory
+from torchmem import AttentionMemory, FastWeights, HierarchicalMemory, HopfieldMemory
 from torchmem.core.associative import (
     delta_rule_write,
     fast_weight_read,
@@ -200,3 +200,25 @@ def test_hierarchical_levels_are_written_at_their_time_scales_with_summaries():
 def test_hierarchical_rejects_a_ring_smaller_than_its_stride():
     with pytest.raises(ValueError, match=r"memory_slots \(2\) must be at least stride \(4\)"):
         HierarchicalMemory(4, 3, memory_slots=2, stride=4)
+
+
+def test_attention_memory_reads_scaled_dot_product_attention_over_its_steps():
+    torch.manual_seed(0)
+    model = AttentionMemory(
+        4, 3, hidden_size=8, memory_slots=3, num_heads=2, key_size=5, value_size=4
+    ).double()
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    _, state = model(x[:, :4])
+    _, after = model(x[:, 4:], state)
+    assert after.written_at.tolist() == [[4.0, 5.0, 3.0]] * 2  # a ring of the last 3 steps
+    hidden, _ = model.controller.step(
+        torch.cat([x[:, 4], state.read_vectors.flatten(1)], -1), state.controller
+    )
+    key, value, query = model.interface(hidden).unflatten(-1, (2, 14)).split([5, 4, 5], -1)
+    assert torch.allclose(after.keys[:, :, 1], key) and torch.allclose(after.values[:, :, 1], value)
+    scores = torch.einsum("bhd,bhnd->bhn", query, after.keys) / 5**0.5
+    expected = torch.einsum("bhn,bhne->bhe", torch.softmax(scores, -1), after.values)
+    assert torch.allclose(after.read_vectors, expected)
+    # before the ring is full, empty slots get no weight
+    _, first = model(x[:, :1])
+    assert (first.read_weights[..., 1:] == 0).all()

@@ -231,3 +231,108 @@ class HopfieldMemory(nn.Module):
         """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
         y, _, trace = run_model(self, x, state, ("read_weights",))
         return y, trace
+
+
+@dataclass
+class AttentionMemoryConfig:
+    """Options of :class:`AttentionMemory`."""
+
+    input_size: int = 9
+    output_size: int = 8
+    hidden_size: int = 64
+    memory_slots: int = 64  # N: the last N steps' keys and values are kept
+    num_heads: int = 4  # attention heads, each with its own key/value projections
+    key_size: int = 16  # per head
+    value_size: int = 16  # per head
+    controller: str = "lstm"
+    fused_controller: bool = True
+
+
+class AttentionMemoryState(NamedTuple):
+    """State after step t: the ring of past keys and values per head, and this step's read."""
+
+    controller: Any
+    keys: Tensor  # (B, heads, N, D)
+    values: Tensor  # (B, heads, N, E)
+    written_at: Tensor  # (B, N) step (from 1) of each slot's last write; 0: empty
+    read_weights: Tensor  # (B, heads, N)
+    read_vectors: Tensor  # (B, heads, E)
+
+
+class AttentionMemory(nn.Module):
+    """``y, state = model(x, state=None)``: controller + multi-head attention over a memory of
+    its last N steps (the keys and values it wrote), scaled dot-product as in Vaswani et al.
+    (2017): ``softmax(q K^T / sqrt(D)) V`` per head, keys not normalised, one fixed
+    temperature; the Hopfield memory is the variant with unit keys and learned inverse
+    temperatures."""
+
+    config_class = AttentionMemoryConfig
+
+    def __init__(self, input_size: int, output_size: int, **options):
+        super().__init__()
+        self.config = c = build_config(
+            AttentionMemoryConfig,
+            {"input_size": input_size, "output_size": output_size, **options},
+            "attention",
+        )
+        check_positive(
+            c, ("hidden_size", "memory_slots", "num_heads", "key_size", "value_size"), "attention"
+        )
+        reads = c.num_heads * c.value_size
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
+        # per head: write key (D), write value (E), query (D)
+        self.interface = nn.Linear(c.hidden_size, c.num_heads * (2 * c.key_size + c.value_size))
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: AttentionMemoryConfig) -> AttentionMemory:
+        return cls(**dataclasses.asdict(config))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> AttentionMemoryState:
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        c = self.config
+        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        return AttentionMemoryState(
+            self.controller.initial_state(batch_size, device, dtype),
+            zeros(c.num_heads, c.memory_slots, c.key_size),
+            zeros(c.num_heads, c.memory_slots, c.value_size),
+            zeros(c.memory_slots),
+            zeros(c.num_heads, c.memory_slots),
+            zeros(c.num_heads, c.value_size),
+        )
+
+    def _step(self, x_t: Tensor, state: AttentionMemoryState):
+        c = self.config
+        hidden, controller = self.controller.step(
+            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
+        )
+        key, value, query = (
+            self.interface(hidden)
+            .unflatten(-1, (c.num_heads, 2 * c.key_size + c.value_size))
+            .split([c.key_size, c.value_size, c.key_size], dim=-1)
+        )  # (B, heads, D), (B, heads, E), (B, heads, D)
+        # The least recently written slot takes this step's keys and values (all heads).
+        slot = F.one_hot(state.written_at.argmin(-1), c.memory_slots).to(key.dtype)  # (B, N)
+        blend = slot[:, None, :, None]
+        keys = state.keys + blend * (key[:, :, None] - state.keys)
+        values = state.values + blend * (value[:, :, None] - state.values)
+        now = state.written_at.amax(-1, keepdim=True) + 1
+        written = state.written_at + slot * (now - state.written_at)
+        reads, weights = hopfield_retrieve(
+            query[:, :, None], keys, c.key_size**-0.5, values, mask=(written > 0)[:, None]
+        )  # (B, heads, 1, E), (B, heads, 1, N)
+        reads, weights = reads[:, :, 0], weights[:, :, 0]
+        state = AttentionMemoryState(controller, keys, values, written, weights, reads)
+        return torch.cat([hidden, reads.flatten(1)], dim=-1), state
+
+    def forward(self, x: Tensor, state: AttentionMemoryState | None = None):
+        y, state, _ = run_model(self, x, state)
+        return y, state
+
+    def trace(self, x: Tensor, state: AttentionMemoryState | None = None):
+        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
+        y, _, trace = run_model(self, x, state, ("read_weights",))
+        return y, trace
