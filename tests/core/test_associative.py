@@ -222,3 +222,19 @@ def test_attention_memory_reads_scaled_dot_product_attention_over_its_steps():
     # before the ring is full, empty slots get no weight
     _, first = model(x[:, :1])
     assert (first.read_weights[..., 1:] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "cls, field, shape",
+    [
+        (FastWeights, "write_strength", (2, 5)),
+        (HopfieldMemory, "read_weights", (2, 5, 1, 64)),
+        (AttentionMemory, "read_weights", (2, 5, 4, 64)),
+        (HierarchicalMemory, "read_weights", (2, 5, 1, 3, 16)),
+    ],
+)
+def test_trace_gives_each_step(cls, field, shape):
+    model = cls(4, 3)
+    x = torch.randn(2, 5, 4)
+    y, trace = model.trace(x)
+    assert torch.equal(y, model(x)[0]) and trace[field].shape == shape

@@ -42,6 +42,54 @@ def _unit(x: Tensor) -> Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + EPS * EPS)
 
 
+class ControlledMemory(nn.Module):
+    """The wiring these models share: a controller fed ``[x_t; r_{t-1}]``, an interface
+    layer on its output, a read-out on ``[h_t; r_t]``. A subclass sets ``config_class`` and
+    ``trace_fields``, calls :meth:`_wire` and writes ``initial_state`` and ``_step``; its
+    state has ``controller`` and ``read_vectors`` fields."""
+
+    config_class: type
+    trace_fields: tuple[str, ...] = ("read_weights",)
+
+    def _wire(self, c: Any, interface_size: int, reads: int) -> None:
+        self.controller = make_controller(
+            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
+        )
+        self.interface = nn.Linear(c.hidden_size, interface_size)
+        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
+
+    @classmethod
+    def from_config(cls, config: Any) -> ControlledMemory:
+        return cls(**dataclasses.asdict(config))
+
+    def _zeros(self, batch_size: int, device, dtype):
+        """``zeros(*shape)`` -> a (batch_size, *shape) tensor on the model's device and dtype
+        unless given, and the controller's initial state."""
+        p = self.output.weight
+        device, dtype = device or p.device, dtype or p.dtype
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(batch_size, *shape, device=device, dtype=dtype)
+
+        return zeros, self.controller.initial_state(batch_size, device, dtype)
+
+    def _control(self, x_t: Tensor, state: Any) -> tuple[Tensor, Any, Tensor]:
+        """``(h_t, controller state, interface vector)`` for one step."""
+        hidden, controller = self.controller.step(
+            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
+        )
+        return hidden, controller, self.interface(hidden)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        y, state, _ = run_model(self, x, state)
+        return y, state
+
+    def trace(self, x: Tensor, state: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like ``forward`` but also returns ``trace_fields`` over time (time at dim 1)."""
+        y, _, trace = run_model(self, x, state, self.trace_fields)
+        return y, trace
+
+
 @dataclass
 class FastWeightsConfig:
     """Options of :class:`FastWeights`."""
@@ -65,10 +113,11 @@ class FastWeightsState(NamedTuple):
     read_vectors: Tensor  # (B, R, E)  r_t = W_t q_t
 
 
-class FastWeights(nn.Module):
+class FastWeights(ControlledMemory):
     """``y, state = model(x, state=None)``: controller + delta-rule fast-weight memory."""
 
     config_class = FastWeightsConfig
+    trace_fields = ("write_strength",)
 
     def __init__(self, input_size: int, output_size: int, **options):
         super().__init__()
@@ -78,27 +127,15 @@ class FastWeights(nn.Module):
             "fast-weights",
         )
         check_positive(c, ("hidden_size", "key_size", "value_size", "read_heads"), "fast-weights")
-        reads = c.read_heads * c.value_size
-        self.controller = make_controller(
-            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
-        )
         # interface: key (D), value (E), beta (1), queries (R D)
-        self.interface = nn.Linear(
-            c.hidden_size, c.key_size + c.value_size + 1 + c.read_heads * c.key_size
-        )
-        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
-
-    @classmethod
-    def from_config(cls, config: FastWeightsConfig) -> FastWeights:
-        return cls(**dataclasses.asdict(config))
+        interface = c.key_size + c.value_size + 1 + c.read_heads * c.key_size
+        self._wire(c, interface, c.read_heads * c.value_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> FastWeightsState:
-        p = self.output.weight
-        device, dtype = device or p.device, dtype or p.dtype
         c = self.config
-        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        zeros, controller = self._zeros(batch_size, device, dtype)
         return FastWeightsState(
-            self.controller.initial_state(batch_size, device, dtype),
+            controller,
             zeros(c.value_size, c.key_size),
             zeros(),
             zeros(c.read_heads, c.value_size),
@@ -106,10 +143,8 @@ class FastWeights(nn.Module):
 
     def _step(self, x_t: Tensor, state: FastWeightsState) -> tuple[Tensor, FastWeightsState]:
         c = self.config
-        hidden, controller = self.controller.step(
-            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
-        )
-        key, value, beta, queries = self.interface(hidden).split(
+        hidden, controller, interface = self._control(x_t, state)
+        key, value, beta, queries = interface.split(
             [c.key_size, c.value_size, 1, c.read_heads * c.key_size], dim=-1
         )
         beta = torch.sigmoid(beta[:, 0])
@@ -120,10 +155,6 @@ class FastWeights(nn.Module):
             torch.cat([hidden, reads.flatten(1)], dim=-1),
             FastWeightsState(controller, memory, beta, reads),
         )
-
-    def forward(self, x: Tensor, state: FastWeightsState | None = None):
-        y, state, _ = run_model(self, x, state)
-        return y, state
 
 
 @dataclass
@@ -153,7 +184,7 @@ class HopfieldMemoryState(NamedTuple):
     read_vectors: Tensor  # (B, R, E)
 
 
-class HopfieldMemory(nn.Module):
+class HopfieldMemory(ControlledMemory):
     """``y, state = model(x, state=None)``: controller + modern-Hopfield pattern store."""
 
     config_class = HopfieldMemoryConfig
@@ -170,27 +201,15 @@ class HopfieldMemory(nn.Module):
             ("hidden_size", "memory_slots", "key_size", "value_size", "read_heads", "updates"),
             "hopfield",
         )
-        reads = c.read_heads * c.value_size
-        self.controller = make_controller(
-            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
-        )
         # interface: key (D), value (E), queries (R D), beta per head (R)
-        self.interface = nn.Linear(
-            c.hidden_size, c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
-        )
-        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
-
-    @classmethod
-    def from_config(cls, config: HopfieldMemoryConfig) -> HopfieldMemory:
-        return cls(**dataclasses.asdict(config))
+        interface = c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
+        self._wire(c, interface, c.read_heads * c.value_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> HopfieldMemoryState:
-        p = self.output.weight
-        device, dtype = device or p.device, dtype or p.dtype
         c = self.config
-        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        zeros, controller = self._zeros(batch_size, device, dtype)
         return HopfieldMemoryState(
-            self.controller.initial_state(batch_size, device, dtype),
+            controller,
             zeros(c.memory_slots, c.key_size),
             zeros(c.memory_slots, c.value_size),
             zeros(c.memory_slots),
@@ -200,10 +219,8 @@ class HopfieldMemory(nn.Module):
 
     def _step(self, x_t: Tensor, state: HopfieldMemoryState) -> tuple[Tensor, HopfieldMemoryState]:
         c = self.config
-        hidden, controller = self.controller.step(
-            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
-        )
-        key, value, queries, beta = self.interface(hidden).split(
+        hidden, controller, interface = self._control(x_t, state)
+        key, value, queries, beta = interface.split(
             [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
         )
         # Write the pattern over the least recently written slot (an empty one first, in
@@ -222,15 +239,6 @@ class HopfieldMemory(nn.Module):
         reads, weights = hopfield_retrieve(xi, keys, beta, values, mask=filled)
         state = HopfieldMemoryState(controller, keys, values, written, weights, reads)
         return torch.cat([hidden, reads.flatten(1)], dim=-1), state
-
-    def forward(self, x: Tensor, state: HopfieldMemoryState | None = None):
-        y, state, _ = run_model(self, x, state)
-        return y, state
-
-    def trace(self, x: Tensor, state: HopfieldMemoryState | None = None):
-        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
-        y, _, trace = run_model(self, x, state, ("read_weights",))
-        return y, trace
 
 
 @dataclass
@@ -259,7 +267,7 @@ class AttentionMemoryState(NamedTuple):
     read_vectors: Tensor  # (B, heads, E)
 
 
-class AttentionMemory(nn.Module):
+class AttentionMemory(ControlledMemory):
     """``y, state = model(x, state=None)``: controller + multi-head attention over a memory of
     its last N steps (the keys and values it wrote), scaled dot-product as in Vaswani et al.
     (2017): ``softmax(q K^T / sqrt(D)) V`` per head, keys not normalised, one fixed
@@ -278,25 +286,15 @@ class AttentionMemory(nn.Module):
         check_positive(
             c, ("hidden_size", "memory_slots", "num_heads", "key_size", "value_size"), "attention"
         )
-        reads = c.num_heads * c.value_size
-        self.controller = make_controller(
-            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
-        )
         # per head: write key (D), write value (E), query (D)
-        self.interface = nn.Linear(c.hidden_size, c.num_heads * (2 * c.key_size + c.value_size))
-        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
-
-    @classmethod
-    def from_config(cls, config: AttentionMemoryConfig) -> AttentionMemory:
-        return cls(**dataclasses.asdict(config))
+        interface = c.num_heads * (2 * c.key_size + c.value_size)
+        self._wire(c, interface, c.num_heads * c.value_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> AttentionMemoryState:
-        p = self.output.weight
-        device, dtype = device or p.device, dtype or p.dtype
         c = self.config
-        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        zeros, controller = self._zeros(batch_size, device, dtype)
         return AttentionMemoryState(
-            self.controller.initial_state(batch_size, device, dtype),
+            controller,
             zeros(c.num_heads, c.memory_slots, c.key_size),
             zeros(c.num_heads, c.memory_slots, c.value_size),
             zeros(c.memory_slots),
@@ -306,13 +304,11 @@ class AttentionMemory(nn.Module):
 
     def _step(self, x_t: Tensor, state: AttentionMemoryState):
         c = self.config
-        hidden, controller = self.controller.step(
-            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
-        )
-        key, value, query = (
-            self.interface(hidden)
-            .unflatten(-1, (c.num_heads, 2 * c.key_size + c.value_size))
-            .split([c.key_size, c.value_size, c.key_size], dim=-1)
+        hidden, controller, interface = self._control(x_t, state)
+        key, value, query = interface.unflatten(
+            -1, (c.num_heads, 2 * c.key_size + c.value_size)
+        ).split(
+            [c.key_size, c.value_size, c.key_size], dim=-1
         )  # (B, heads, D), (B, heads, E), (B, heads, D)
         # The least recently written slot takes this step's keys and values (all heads).
         slot = F.one_hot(state.written_at.argmin(-1), c.memory_slots).to(key.dtype)  # (B, N)
@@ -327,12 +323,3 @@ class AttentionMemory(nn.Module):
         reads, weights = reads[:, :, 0], weights[:, :, 0]
         state = AttentionMemoryState(controller, keys, values, written, weights, reads)
         return torch.cat([hidden, reads.flatten(1)], dim=-1), state
-
-    def forward(self, x: Tensor, state: AttentionMemoryState | None = None):
-        y, state, _ = run_model(self, x, state)
-        return y, state
-
-    def trace(self, x: Tensor, state: AttentionMemoryState | None = None):
-        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
-        y, _, trace = run_model(self, x, state, ("read_weights",))
-        return y, trace

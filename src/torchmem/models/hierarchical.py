@@ -19,20 +19,17 @@ s stride.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._validation import check_positive
 from ..config import build_config
 from ..core.associative import hopfield_retrieve
-from ._unroll import run_model
-from .associative import _unit
-from .controller import make_controller
+from .associative import ControlledMemory, _unit
 
 
 def ring_write(
@@ -106,7 +103,7 @@ class HierarchicalMemoryState(NamedTuple):
     read_vectors: Tensor  # (B, R, E)
 
 
-class HierarchicalMemory(nn.Module):
+class HierarchicalMemory(ControlledMemory):
     """``y, state = model(x, state=None)``: controller + a multi-level, multi-time-scale store."""
 
     config_class = HierarchicalMemoryConfig
@@ -125,26 +122,15 @@ class HierarchicalMemory(nn.Module):
                 f"hierarchical option memory_slots ({c.memory_slots}) must be at least stride "
                 f"({c.stride}): a level summarises the last stride slots of the one below"
             )
-        reads = c.read_heads * c.value_size
-        self.controller = make_controller(
-            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
-        )
-        self.interface = nn.Linear(
-            c.hidden_size, c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
-        )
-        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
-
-    @classmethod
-    def from_config(cls, config: HierarchicalMemoryConfig) -> HierarchicalMemory:
-        return cls(**dataclasses.asdict(config))
+        # interface: key (D), value (E), queries (R D), beta per head (R)
+        interface = c.key_size + c.value_size + c.read_heads * (c.key_size + 1)
+        self._wire(c, interface, c.read_heads * c.value_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> HierarchicalMemoryState:
-        p = self.output.weight
-        device, dtype = device or p.device, dtype or p.dtype
         c = self.config
-        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=device, dtype=dtype)  # noqa: E731
+        zeros, controller = self._zeros(batch_size, device, dtype)
         return HierarchicalMemoryState(
-            self.controller.initial_state(batch_size, device, dtype),
+            controller,
             zeros(c.levels, c.memory_slots, c.key_size),
             zeros(c.levels, c.memory_slots, c.value_size),
             zeros(c.levels, c.memory_slots),
@@ -155,10 +141,8 @@ class HierarchicalMemory(nn.Module):
 
     def _step(self, x_t: Tensor, state: HierarchicalMemoryState):
         c = self.config
-        hidden, controller = self.controller.step(
-            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
-        )
-        key, value, queries, beta = self.interface(hidden).split(
+        hidden, controller, interface = self._control(x_t, state)
+        key, value, queries, beta = interface.split(
             [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
         )
         now = state.step + 1
@@ -184,12 +168,3 @@ class HierarchicalMemory(nn.Module):
             controller, keys, values, written, now, weights.unflatten(-1, written.shape[1:]), reads
         )
         return torch.cat([hidden, reads.flatten(1)], dim=-1), state
-
-    def forward(self, x: Tensor, state: HierarchicalMemoryState | None = None):
-        y, state, _ = run_model(self, x, state)
-        return y, state
-
-    def trace(self, x: Tensor, state: HierarchicalMemoryState | None = None):
-        """Like ``forward`` but also returns the read weights over time (time at dim 1)."""
-        y, _, trace = run_model(self, x, state, ("read_weights",))
-        return y, trace
