@@ -12,6 +12,7 @@ from torchmem import (
     FastWeights,
     HierarchicalMemory,
     HopfieldMemory,
+    MemoryEnhancedRNN,
     detach_state,
 )
 from torchmem.registry import MODELS, make_model, model_options
@@ -35,11 +36,14 @@ SMALL = {
     "hopfield": dict(
         hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
     ),
+    "memory-rnn": dict(hidden_size=12, subkeys=4, heads=2, topk=3, key_size=6),
     "attention": dict(hidden_size=12, memory_slots=3, num_heads=2, key_size=5, value_size=4),
     "hierarchical": dict(
         hidden_size=12, levels=3, memory_slots=2, stride=2, key_size=5, value_size=4, read_heads=2
     ),
 }
+# Issue 6's models, added to the parametrised checks below.
+NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn"]
 CLASSES = {
     "ntm": NTM,
     "ntm-ff": NTM,
@@ -50,6 +54,7 @@ CLASSES = {
     "hopfield": HopfieldMemory,
     "hierarchical": HierarchicalMemory,
     "attention": AttentionMemory,
+    "memory-rnn": MemoryEnhancedRNN,
 }
 
 
@@ -146,9 +151,7 @@ def test_initial_state_and_detach(key):
     assert any(t.requires_grad for t in state_tensors(state).values())
 
 
-@pytest.mark.parametrize(
-    "key", ["ntm", "dnc", "dnc-csordas", "fast-weights", "hopfield", "hierarchical", "attention"]
-)
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", *NEWER])
 def test_gradcheck_through_the_model(key):
     model = build(key)
     x = inputs(b=1, t=3).requires_grad_()
@@ -174,10 +177,7 @@ def test_dnc_invariants_over_time(key):
     assert trace["usage"].shape == (3, 10, 7) and trace["read_weights"].shape == (3, 10, 2, 7)
 
 
-@pytest.mark.parametrize(
-    "key",
-    ["ntm", "dnc", "dnc-csordas", "lstm", "fast-weights", "hopfield", "hierarchical", "attention"],
-)
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc-csordas", "lstm", *NEWER])
 def test_no_nan_gradients_from_fresh_zero_memory(key):
     model = build(key, torch.float32)
     y, _ = model(torch.zeros(2, 5, 4))
@@ -193,9 +193,7 @@ def test_ntm_weights_are_distributions():
         assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
 
 
-@pytest.mark.parametrize(
-    "key", ["ntm", "dnc", "lstm", "fast-weights", "hopfield", "hierarchical", "attention"]
-)
+@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm", *NEWER])
 def test_bad_input_errors(key):
     model = build(key, torch.float32)
     name = type(model).__name__
@@ -218,7 +216,8 @@ def test_registry_and_options():
     with pytest.raises(ValueError, match="valid options:.*memory_slots"):
         make_model("ntm", 4, 3, memroy_slots=3)
     with pytest.raises(
-        ValueError, match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm"
+        ValueError,
+        match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
     ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):

@@ -7,6 +7,7 @@
 (torch.Size([2, 5, 8]), torch.Size([2, 64, 16]))
 """
 
+from .layers import GatedMemory, MemoryLayer
 from .models.associative import (
     AttentionMemory,
     AttentionMemoryConfig,
@@ -31,6 +32,7 @@ from .models.memoria_transformer import (
     MemoriaTransformerConfig,
     MemoriaTransformerState,
 )
+from .models.memory_rnn import MemoryEnhancedRNN, MemoryEnhancedRNNConfig
 from .models.ntm import NTM, NTMConfig, NTMState
 from .models.segment_transformer import (
     SegmentTransformer,
@@ -63,9 +65,13 @@ __all__ = [
     "LSTM",
     "LSTMConfig",
     "MODELS",
+    "GatedMemory",
     "MemNet",
     "MemNetConfig",
     "MemNetState",
+    "MemoryEnhancedRNN",
+    "MemoryEnhancedRNNConfig",
+    "MemoryLayer",
     "MemoriaTransformer",
     "MemoriaTransformerConfig",
     "MemoriaTransformerState",

@@ -21,6 +21,7 @@ from .models.hierarchical import HierarchicalMemory, HierarchicalMemoryConfig
 from .models.lstm import LSTM, LSTMConfig
 from .models.memnet import MemNet, MemNetConfig
 from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
+from .models.memory_rnn import MemoryEnhancedRNN, MemoryEnhancedRNNConfig
 from .models.ntm import NTM, NTMConfig
 from .models.segment_transformer import (
     SegmentTransformer,
@@ -54,6 +55,11 @@ MODELS: dict[str, ModelSpec] = {
         AttentionMemory,
         AttentionMemoryConfig,
         "LSTM + multi-head scaled dot-product attention over its last N steps",
+    ),
+    "memory-rnn": ModelSpec(
+        MemoryEnhancedRNN,
+        MemoryEnhancedRNNConfig,
+        "LSTM whose outputs pass through a gated product-key memory layer (Lample et al. 2019)",
     ),
     "hierarchical": ModelSpec(
         HierarchicalMemory,

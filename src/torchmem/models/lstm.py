@@ -51,16 +51,30 @@ class LSTM(nn.Module):
         return cls(**asdict(config))
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> LSTMBaselineState:
-        p = next(self.parameters())
-        shape = (batch_size, self.config.num_layers, self.config.hidden_size)
-        zeros = torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
-        return LSTMBaselineState(zeros, zeros)
+        return lstm_initial_state(self.lstm, batch_size, device, dtype)
 
     def forward(self, x: Tensor, state: LSTMBaselineState | None = None):
         """x (B, T, input_size) -> y (B, T, output_size), new state."""
-        check_sequence_input(x, self.config.input_size, "LSTM")
-        if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        hx = (state.hidden.transpose(0, 1).contiguous(), state.cell.transpose(0, 1).contiguous())
-        out, (h, c) = self.lstm(x, hx)
-        return self.output(out), LSTMBaselineState(h.transpose(0, 1), c.transpose(0, 1))
+        out, state = run_lstm(self.lstm, x, state, "LSTM")
+        return self.output(out), state
+
+
+def lstm_initial_state(lstm: nn.LSTM, batch_size: int, device=None, dtype=None):
+    """Zero :class:`LSTMBaselineState` of an ``nn.LSTM``, on its device and dtype unless given."""
+    p = next(lstm.parameters())
+    shape = (batch_size, lstm.num_layers, lstm.hidden_size)
+    zeros = torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
+    return LSTMBaselineState(zeros, zeros)
+
+
+def run_lstm(
+    lstm: nn.LSTM, x: Tensor, state: LSTMBaselineState | None, owner: str
+) -> tuple[Tensor, LSTMBaselineState]:
+    """Check x (B, T, I) and run a batch-first ``nn.LSTM`` from a batch-first state:
+    ``(outputs (B, T, H), new state)``."""
+    check_sequence_input(x, lstm.input_size, owner)
+    if state is None:
+        state = lstm_initial_state(lstm, x.shape[0], device=x.device, dtype=x.dtype)
+    hx = (state.hidden.transpose(0, 1).contiguous(), state.cell.transpose(0, 1).contiguous())
+    out, (h, c) = lstm(x, hx)
+    return out, LSTMBaselineState(h.transpose(0, 1), c.transpose(0, 1))

@@ -1,0 +1,5 @@
+"""Memory layers that drop into any network (they map ``(..., input_size)`` tensors)."""
+
+from .memory_layer import GatedMemory, MemoryLayer
+
+__all__ = ["GatedMemory", "MemoryLayer"]

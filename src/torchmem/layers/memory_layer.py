@@ -1,0 +1,115 @@
+"""A large key-value memory as a layer: product-key lookup (Lample et al. 2019).
+
+``MemoryLayer`` maps ``(..., input_size)`` to ``(..., value_size)``: each head turns the
+input into a query, finds its k best of N = n^2 product keys exactly in O(n + k^2)
+(:func:`torchmem.core.product_keys.product_key_topk`) and reads the softmax-weighted sum
+of their values; the heads' reads are summed. Only k values per head and position take
+part, so a memory of 65,536 values costs about what 512 dense ones would, and only those
+values receive gradient. Differences from the paper: queries are layer-normalised (the
+paper batch-normalises them, which would make one example's output depend on the others
+in its batch), and the values are a plain dense parameter (the paper's sparse
+EmbeddingBag updates are an optimisation this CPU-first layer does without).
+
+``GatedMemory`` puts it beside the input: ``y = (1 - g) x + g read``, g = sigmoid(W x + b)
+per feature, so a network starts close to its memory-less self and learns how much to
+read.
+
+Legend: B any leading dims, H heads, n sub-keys per half, N = n^2, k keys read per head,
+D key width, E value width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..core.product_keys import product_key_read
+
+
+class MemoryLayer(nn.Module):
+    """``read = layer(x)``: ``(..., input_size)`` -> ``(..., value_size)``.
+
+    Args:
+        input_size: width of x.
+        value_size: width of the values and of the output (default input_size).
+        subkeys: n, sub-keys per half; the memory holds n^2 values [128 -> 16,384].
+        heads: H, independent queries whose reads are summed [4].
+        topk: k, keys read per head [32].
+        key_size: D, query width (even) [128].
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        value_size: int | None = None,
+        subkeys: int = 128,
+        heads: int = 4,
+        topk: int = 32,
+        key_size: int = 128,
+    ) -> None:
+        super().__init__()
+        value_size = value_size or input_size
+        for name, value in (
+            ("input_size", input_size),
+            ("value_size", value_size),
+            ("subkeys", subkeys),
+            ("heads", heads),
+            ("topk", topk),
+            ("key_size", key_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MemoryLayer {name} must be a positive integer, got {value!r}")
+        if key_size % 2:
+            raise ValueError(f"MemoryLayer key_size must be even (two halves), got {key_size}")
+        if topk > subkeys * subkeys:
+            raise ValueError(
+                f"MemoryLayer topk ({topk}) cannot exceed the number of values "
+                f"({subkeys}^2 = {subkeys * subkeys})"
+            )
+        self.input_size, self.value_size, self.heads, self.topk = (
+            input_size,
+            value_size,
+            heads,
+            topk,
+        )
+        self.query = nn.Linear(input_size, heads * key_size)
+        self.query_norm = nn.LayerNorm(key_size)
+        # Sub-keys uniform on the sphere's scale, values small: reads start near zero.
+        self.subkeys = nn.Parameter(
+            torch.randn(heads, 2, subkeys, key_size // 2) / (key_size // 2) ** 0.5
+        )
+        self.values = nn.Parameter(torch.randn(subkeys * subkeys, value_size) / value_size**0.5)
+
+    @property
+    def memory_size(self) -> int:
+        """N, the number of values."""
+        return self.values.shape[0]
+
+    def lookup(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(read (..., E), weights (..., H, k), indices (..., H, k))`` for inspection."""
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"MemoryLayer expects inputs of width {self.input_size} in the last dim, "
+                f"got shape {tuple(x.shape)}"
+            )
+        query = self.query_norm(self.query(x).unflatten(-1, (self.heads, -1)))
+        read, weights, indices = product_key_read(query, self.subkeys, self.values, self.topk)
+        return read.sum(-2), weights, indices
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lookup(x)[0]
+
+
+class GatedMemory(nn.Module):
+    """``y = (1 - g) x + g MemoryLayer(x)`` with a per-feature gate g = sigmoid(W x + b);
+    ``(..., size)`` -> ``(..., size)``. ``memory_options`` go to :class:`MemoryLayer`."""
+
+    def __init__(self, size: int, gate_bias: float = -2.0, **memory_options) -> None:
+        super().__init__()
+        self.memory = MemoryLayer(size, size, **memory_options)
+        self.gate = nn.Linear(size, size)
+        nn.init.constant_(self.gate.bias, gate_bias)  # sigmoid(-2) = 0.12: mostly x at first
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = torch.sigmoid(self.gate(x))
+        return (1 - g) * x + g * self.memory(x)

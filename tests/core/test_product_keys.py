@@ -1,0 +1,77 @@
+"""Product-key memory: the k x k candidate lookup is the exact top k, the read, the layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchmem import GatedMemory, MemoryLayer
+from torchmem.core.product_keys import all_product_scores, product_key_read, product_key_topk
+
+
+@pytest.mark.parametrize("n, k", [(8, 1), (8, 5), (16, 12), (5, 25)])
+def test_the_lookup_finds_the_exact_top_k_of_all_n_squared_keys(n, k):
+    g = torch.Generator().manual_seed(n * 100 + k)
+    query = torch.randn(6, 3, 10, generator=g, dtype=torch.float64)  # (B, H, D)
+    subkeys = torch.randn(3, 2, n, 5, generator=g, dtype=torch.float64)
+    scores, indices = product_key_topk(query, subkeys, k)
+    brute = all_product_scores(query, subkeys)  # (B, H, n^2)
+    best, where = brute.topk(k, dim=-1)
+    assert torch.allclose(scores, best) and torch.equal(indices, where)
+    # index i * n + j is the pair of sub-key i of the first half and j of the second
+    i, j = indices // n, indices % n
+    first = (query[..., None, :5] * subkeys[:, 0][torch.arange(3)[:, None], i]).sum(-1)
+    second = (query[..., None, 5:] * subkeys[:, 1][torch.arange(3)[:, None], j]).sum(-1)
+    assert torch.allclose(scores, first + second)
+
+
+def test_the_read_is_the_softmax_of_the_top_k_over_their_values():
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(4, 2, 6, generator=g, dtype=torch.float64)
+    subkeys = torch.randn(2, 2, 7, 3, generator=g, dtype=torch.float64)
+    values = torch.randn(49, 5, generator=g, dtype=torch.float64)
+    read, weights, indices = product_key_read(query, subkeys, values, 4)
+    scores = all_product_scores(query, subkeys)
+    top = scores.topk(4, dim=-1)
+    expected = (torch.softmax(top.values, -1)[..., None] * values[top.indices]).sum(-2)
+    assert torch.allclose(read, expected) and torch.allclose(
+        weights.sum(-1), torch.ones(4, 2, dtype=torch.float64)
+    )
+    for t in (query, subkeys, values):
+        t.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda q, s, v: product_key_read(q, s, v, 4)[0], (query, subkeys, values)
+    )
+
+
+def test_memory_layer_reads_k_values_per_head_and_only_they_learn():
+    torch.manual_seed(0)
+    layer = MemoryLayer(12, 8, subkeys=16, heads=2, topk=4, key_size=10)
+    assert layer.memory_size == 256
+    x = torch.randn(3, 5, 12)
+    read, weights, indices = layer.lookup(x)
+    assert read.shape == (3, 5, 8) and weights.shape == indices.shape == (3, 5, 2, 4)
+    assert torch.allclose(
+        layer(x[:, 2]), read[:, 2], atol=1e-6
+    )  # any leading dims, position by position
+    read.sum().backward()
+    touched = (layer.values.grad.abs().sum(-1) > 0).nonzero().flatten()
+    assert set(touched.tolist()) <= set(indices.flatten().tolist())
+    assert len(touched) <= 3 * 5 * 2 * 4 < layer.memory_size
+
+
+def test_gated_memory_starts_close_to_its_input_and_errors_are_clear():
+    torch.manual_seed(0)
+    gated = GatedMemory(6, subkeys=4, heads=1, topk=2, key_size=4)
+    x = torch.randn(10, 6)
+    g = torch.sigmoid(gated.gate(x)).detach()
+    assert torch.allclose(gated(x), (1 - g) * x + g * gated.memory(x))
+    assert float(g.mean()) < 0.25  # gate bias -2: mostly the input at first
+    with pytest.raises(ValueError, match="inputs of width 6 in the last dim, got shape"):
+        gated.memory(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="key_size must be even"):
+        MemoryLayer(4, key_size=5)
+    with pytest.raises(ValueError, match=r"topk \(20\) cannot exceed the number of values"):
+        MemoryLayer(4, subkeys=4, topk=20)
+    with pytest.raises(ValueError, match="heads must be a positive integer"):
+        MemoryLayer(4, heads=0)
