@@ -80,12 +80,12 @@ def test_list_shows_models_tasks_and_options(capsys):
     [
         (
             ["train", "--model", "transformer"],
-            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
+            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, mann",
         ),
         (
             ["train", "--task", "sort"],
-            "valid tasks: associative_recall, copy, gap_recall, priority_sort, repeat_copy, "
-            "sorting",
+            "valid tasks: associative_recall, copy, gap_recall, one_shot, priority_sort, "
+            "repeat_copy, sorting",
         ),
         (["train", "--model", "dnc", "--set", "slots=3"], "memory_slots"),
         (["train", "--set", "model.max_length=3"], "unknown model option 'max_length'"),
@@ -93,7 +93,7 @@ def test_list_shows_models_tasks_and_options(capsys):
         (["eval", "no/such/run"], "no run folder at no/such/run"),
         (
             ["compare", "--models", "ntm,gru"],
-            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
+            "valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, mann",
         ),
         (["compare", "--set", "gru.hidden_size=3"], "unknown prefix 'gru'"),
     ],

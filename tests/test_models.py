@@ -7,6 +7,7 @@ import torchmem
 from torchmem import (
     DNC,
     LSTM,
+    MANN,
     NTM,
     AttentionMemory,
     FastWeights,
@@ -36,6 +37,7 @@ SMALL = {
     "hopfield": dict(
         hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
     ),
+    "mann": dict(hidden_size=12, memory_slots=6, memory_width=5, read_heads=2),
     "memory-rnn": dict(hidden_size=12, subkeys=4, heads=2, topk=3, key_size=6),
     "attention": dict(hidden_size=12, memory_slots=3, num_heads=2, key_size=5, value_size=4),
     "hierarchical": dict(
@@ -43,7 +45,7 @@ SMALL = {
     ),
 }
 # Issue 6's models, added to the parametrised checks below.
-NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn"]
+NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn", "mann"]
 CLASSES = {
     "ntm": NTM,
     "ntm-ff": NTM,
@@ -55,6 +57,7 @@ CLASSES = {
     "hierarchical": HierarchicalMemory,
     "attention": AttentionMemory,
     "memory-rnn": MemoryEnhancedRNN,
+    "mann": MANN,
 }
 
 
@@ -217,7 +220,7 @@ def test_registry_and_options():
         make_model("ntm", 4, 3, memroy_slots=3)
     with pytest.raises(
         ValueError,
-        match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
+        match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, mann",
     ):
         make_model("ntn", 4, 3)
     with pytest.raises(ValueError, match="expects int"):

@@ -360,9 +360,9 @@ def test_priority_sort_output_count_rule() -> None:
 
 
 def test_registry_contents() -> None:
-    # "sorting" and "gap_recall" have their own tests (test_sorting_task.py,
-    # test_gap_recall_task.py).
-    assert set(TASKS) == set(ALL_NAMES) | {"sorting", "gap_recall"}
+    # "sorting", "gap_recall" and "one_shot" have their own tests (test_sorting_task.py,
+    # test_gap_recall_task.py, test_one_shot_task.py).
+    assert set(TASKS) == set(ALL_NAMES) | {"sorting", "gap_recall", "one_shot"}
     for name, (task_cls, config_cls) in TASKS.items():
         task = task_cls(config_cls())
         assert task.name == name

@@ -271,7 +271,7 @@ def test_train_config_validation_and_optimizers():
         TrainConfig(optimizer="sgd")
     with pytest.raises(
         ValueError,
-        match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, memnet",
+        match="valid models: attention, dnc, fast-weights, hierarchical, hopfield, lstm, mann",
     ):
         TrainConfig(model="gru")
     with pytest.raises(ValueError, match="steps must be a positive integer"):

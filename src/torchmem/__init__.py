@@ -26,6 +26,7 @@ from .models.hierarchical import (
     HierarchicalMemoryState,
 )
 from .models.lstm import LSTM, LSTMConfig
+from .models.mann import MANN, MANNConfig, MANNState
 from .models.memnet import MemNet, MemNetConfig, MemNetState
 from .models.memoria_transformer import (
     MemoriaTransformer,
@@ -66,6 +67,9 @@ __all__ = [
     "LSTMConfig",
     "MODELS",
     "GatedMemory",
+    "MANN",
+    "MANNConfig",
+    "MANNState",
     "MemNet",
     "MemNetConfig",
     "MemNetState",

@@ -19,6 +19,7 @@ from .models.associative import (
 from .models.dnc import DNC, DNCConfig
 from .models.hierarchical import HierarchicalMemory, HierarchicalMemoryConfig
 from .models.lstm import LSTM, LSTMConfig
+from .models.mann import MANN, MANNConfig
 from .models.memnet import MemNet, MemNetConfig
 from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
 from .models.memory_rnn import MemoryEnhancedRNN, MemoryEnhancedRNNConfig
@@ -55,6 +56,9 @@ MODELS: dict[str, ModelSpec] = {
         AttentionMemory,
         AttentionMemoryConfig,
         "LSTM + multi-head scaled dot-product attention over its last N steps",
+    ),
+    "mann": ModelSpec(
+        MANN, MANNConfig, "memory-augmented network with LRU access (Santoro et al. 2016)"
     ),
     "memory-rnn": ModelSpec(
         MemoryEnhancedRNN,

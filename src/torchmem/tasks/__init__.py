@@ -25,6 +25,7 @@ from .bits import (
     RepeatCopyTask,
 )
 from .gap_recall import GapRecallConfig, GapRecallTask, gaps_of
+from .one_shot import OneShotConfig, OneShotTask
 from .sorting import SortingConfig, SortingTask
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "GapRecallConfig",
     "GapRecallTask",
     "gaps_of",
+    "OneShotConfig",
+    "OneShotTask",
     "PrioritySortConfig",
     "PrioritySortTask",
     "SortingConfig",
@@ -58,6 +61,7 @@ TASKS: dict[str, tuple[type, type]] = {
     "gap_recall": (GapRecallTask, GapRecallConfig),
     "priority_sort": (PrioritySortTask, PrioritySortConfig),
     "sorting": (SortingTask, SortingConfig),
+    "one_shot": (OneShotTask, OneShotConfig),
 }
 
 
