@@ -99,3 +99,24 @@ def test_mann_step_follows_the_equations():
     assert torch.equal(after.least_used, least_used(after.usage, 2))
     assert torch.allclose(after.read_weights.sum(-1), torch.ones(2, 2, dtype=torch.float64))
     assert torch.allclose(after.read_vectors, after.read_weights @ after.memory)
+
+
+def test_mann_read_strength_option_sharpens_reads():
+    from torchmem.core.addressing import cosine_similarity, oneplus
+
+    torch.manual_seed(0)
+    plain = MANN(6, 3, hidden_size=8, memory_slots=5, memory_width=4, read_heads=2).double()
+    torch.manual_seed(0)
+    strong = MANN(
+        6, 3, hidden_size=8, memory_slots=5, memory_width=4, read_heads=2, read_strength=True
+    ).double()
+    assert strong.interface.out_features == plain.interface.out_features + 2
+    x = torch.randn(2, 4, 6, dtype=torch.float64)
+    _, before = strong(x[:, :3])
+    _, after = strong(x[:, 3:], before)
+    _, _, interface = strong._control(x[:, 3], before)
+    key, _, strength = interface.unflatten(-1, (2, 6)).split([4, 1, 1], dim=-1)
+    beta = oneplus(strength)
+    assert (beta >= 1).all()
+    expected = torch.softmax(beta * cosine_similarity(after.memory, key), dim=-1)
+    assert torch.allclose(after.read_weights, expected)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .._validation import check_positive
 from ..config import build_config
-from ..core.addressing import cosine_similarity
+from ..core.addressing import cosine_similarity, oneplus
 from .associative import ControlledMemory
 
 
@@ -69,6 +69,10 @@ class MANNConfig:
     memory_width: int = 40  # W
     read_heads: int = 4  # R (each also writes)
     usage_decay: float = 0.95  # gamma
+    # Not in the paper: a learned key strength beta >= 1 per head, w^r = softmax(beta cos),
+    # as in the NTM. Without it (the paper's equation) a read over 128 slots can put at most
+    # e^2 / (e^2 + 127) = 5.5% of its weight on one slot.
+    read_strength: bool = False
     controller: str = "lstm"
     fused_controller: bool = True
 
@@ -103,8 +107,9 @@ class MANN(ControlledMemory):
             )
         if not 0 <= c.usage_decay <= 1:
             raise ValueError(f"mann option usage_decay must be in [0, 1], got {c.usage_decay}")
-        # per head: key (W), write gate alpha (1)
-        self._wire(c, c.read_heads * (c.memory_width + 1), c.read_heads * c.memory_width)
+        # per head: key (W), write gate alpha (1)[, key strength (1)]
+        per_head = c.memory_width + 1 + int(c.read_strength)
+        self._wire(c, c.read_heads * per_head, c.read_heads * c.memory_width)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> MANNState:
         c = self.config
@@ -123,14 +128,17 @@ class MANN(ControlledMemory):
     def _step(self, x_t: Tensor, state: MANNState) -> tuple[Tensor, MANNState]:
         c = self.config
         hidden, controller, interface = self._control(x_t, state)
-        key, alpha = interface.unflatten(-1, (c.read_heads, c.memory_width + 1)).split(
-            [c.memory_width, 1], dim=-1
+        key, alpha, strength = interface.unflatten(-1, (c.read_heads, -1)).split(
+            [c.memory_width, 1, int(c.read_strength)], dim=-1
         )
         memory, write = lrua_write(
             state.memory, state.usage, state.read_weights, state.least_used, key,
             torch.sigmoid(alpha[..., 0]),
         )  # fmt: skip
-        read = torch.softmax(cosine_similarity(memory, key), dim=-1)  # (B, R, N)
+        similarity = cosine_similarity(memory, key)  # (B, R, N)
+        if c.read_strength:
+            similarity = similarity * oneplus(strength)
+        read = torch.softmax(similarity, dim=-1)
         reads = read @ memory  # (B, R, W)
         usage = c.usage_decay * state.usage + (read + write).sum(1)
         state = MANNState(
