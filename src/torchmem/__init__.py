@@ -7,7 +7,7 @@
 (torch.Size([2, 5, 8]), torch.Size([2, 64, 16]))
 """
 
-from .layers import GatedMemory, MemoryLayer
+from .layers import GatedMemory, MemoryLayer, RecurrentMemoryLayer
 from .models.associative import (
     AttentionMemory,
     AttentionMemoryConfig,
@@ -84,6 +84,7 @@ __all__ = [
     "NTMState",
     "PersonalMemory",
     "PersonalMemoryConfig",
+    "RecurrentMemoryLayer",
     "SegmentTransformer",
     "SegmentTransformerConfig",
     "TransformerXL",

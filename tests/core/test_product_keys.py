@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchmem import GatedMemory, MemoryLayer
+from torchmem import GatedMemory, MemoryLayer, RecurrentMemoryLayer
 from torchmem.core.product_keys import all_product_scores, product_key_read, product_key_topk
 
 
@@ -75,3 +75,34 @@ def test_gated_memory_starts_close_to_its_input_and_errors_are_clear():
         MemoryLayer(4, subkeys=4, topk=20)
     with pytest.raises(ValueError, match="heads must be a positive integer"):
         MemoryLayer(4, heads=0)
+
+
+def test_recurrent_memory_layer_whole_equals_chunks_equals_steps_and_starts_as_identity():
+    torch.manual_seed(0)
+    layer = RecurrentMemoryLayer(6, heads=2, key_size=4, value_size=3).double()
+    x = torch.randn(3, 7, 6, dtype=torch.float64)
+    y, state = layer(x)
+    assert torch.equal(y, x)  # the read-out starts at zero
+    torch.nn.init.normal_(layer.read_out.weight)
+    y, state = layer(x)
+    y1, s1 = layer(x[:, :3])
+    y2, s2 = layer(x[:, 3:], s1)
+    assert torch.allclose(torch.cat([y1, y2], 1), y) and torch.allclose(s2.memory, state.memory)
+    steps, s = [], None
+    for t in range(7):
+        out, s = layer(x[:, t : t + 1], s)
+        steps.append(out)
+    assert torch.allclose(torch.cat(steps, 1), y)
+    # batch independence and the delta rule's own state shape
+    assert torch.allclose(layer(x[:1])[0], y[:1])
+    assert state.memory.shape == (3, 2, 3, 4)
+    x.requires_grad_(True)
+    small = RecurrentMemoryLayer(4, heads=1, key_size=2, value_size=2).double()
+    torch.nn.init.normal_(small.read_out.weight)
+    assert torch.autograd.gradcheck(
+        lambda v: small(v)[0], (x[:2, :3, :4].detach().requires_grad_(True),)
+    )
+    with pytest.raises(ValueError, match="input_size=6"):
+        layer(torch.zeros(2, 3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="heads must be a positive integer"):
+        RecurrentMemoryLayer(4, heads=0)

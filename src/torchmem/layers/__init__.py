@@ -1,5 +1,5 @@
 """Memory layers that drop into any network (they map ``(..., input_size)`` tensors)."""
 
-from .memory_layer import GatedMemory, MemoryLayer
+from .memory_layer import GatedMemory, MemoryLayer, RecurrentMemoryLayer, RecurrentMemoryState
 
-__all__ = ["GatedMemory", "MemoryLayer"]
+__all__ = ["GatedMemory", "MemoryLayer", "RecurrentMemoryLayer", "RecurrentMemoryState"]

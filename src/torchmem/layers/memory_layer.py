@@ -10,6 +10,9 @@ paper batch-normalises them, which would make one example's output depend on the
 in its batch), and the values are a plain dense parameter (the paper's sparse
 EmbeddingBag updates are an optimisation this CPU-first layer does without).
 
+``RecurrentMemoryLayer`` is the per-sequence counterpart: a delta-rule associative memory
+written and read by the input at every step, carried across calls in an explicit state.
+
 ``GatedMemory`` puts it beside the input: ``y = (1 - g) x + g read``, g = sigmoid(W x + b)
 per feature, so a network starts close to its memory-less self and learns how much to
 read.
@@ -20,9 +23,13 @@ D key width, E value width.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_sequence_input
+from ..core.associative import delta_rule_write, fast_weight_read
 from ..core.product_keys import product_key_read
 
 
@@ -113,3 +120,67 @@ class GatedMemory(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         g = torch.sigmoid(self.gate(x))
         return (1 - g) * x + g * self.memory(x)
+
+
+class RecurrentMemoryState(NamedTuple):
+    """State of :class:`RecurrentMemoryLayer`: one delta-rule matrix per head."""
+
+    memory: Tensor  # (B, heads, E, D)
+
+
+class RecurrentMemoryLayer(nn.Module):
+    """``y, state = layer(x, state=None)``: ``(B, T, size)`` -> ``(B, T, size)`` with a
+    per-sequence associative memory carried across calls.
+
+    At each step the input itself drives the memory: per head, a unit key k, a value v, a
+    write strength beta = sigmoid(.) and a unit query q are linear in x_t; the memory W
+    (E x D) is written by the delta rule ``W += beta (v - W k) k^T`` and read ``r = W q``
+    (:mod:`torchmem.core.associative`), and ``y_t = x_t + W_o [r_1; ...; r_heads]``. The
+    read-out starts at zero, so the layer starts as the identity. Memory cost heads x E x D
+    per sequence, whatever its length: a recurrent alternative to attention over the past
+    (the linear-transformer-as-fast-weights view of Schlag, Irie & Schmidhuber 2021).
+    """
+
+    def __init__(self, size: int, heads: int = 4, key_size: int = 32, value_size: int = 32):
+        super().__init__()
+        for name, value in (
+            ("size", size),
+            ("heads", heads),
+            ("key_size", key_size),
+            ("value_size", value_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"RecurrentMemoryLayer {name} must be a positive integer, got {value!r}"
+                )
+        self.size, self.heads, self.key_size, self.value_size = size, heads, key_size, value_size
+        self.interface = nn.Linear(size, heads * (2 * key_size + value_size + 1))
+        self.read_out = nn.Linear(heads * value_size, size)
+        nn.init.zeros_(self.read_out.weight)
+        nn.init.zeros_(self.read_out.bias)
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> RecurrentMemoryState:
+        p = self.read_out.weight
+        shape = (batch_size, self.heads, self.value_size, self.key_size)
+        return RecurrentMemoryState(
+            torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
+        )
+
+    def forward(
+        self, x: Tensor, state: RecurrentMemoryState | None = None
+    ) -> tuple[Tensor, RecurrentMemoryState]:
+        check_sequence_input(x, self.size, "RecurrentMemoryLayer")
+        if state is None:
+            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+        d, e = self.key_size, self.value_size
+        parts = self.interface(x).unflatten(-1, (self.heads, 2 * d + e + 1))
+        key, value, query, beta = parts.split([d, e, d, 1], dim=-1)  # (B, T, heads, .)
+        key = torch.nn.functional.normalize(key, dim=-1, eps=1e-6)
+        query = torch.nn.functional.normalize(query, dim=-1, eps=1e-6)
+        beta = torch.sigmoid(beta[..., 0])
+        memory, reads = state.memory, []
+        for t in range(x.shape[1]):
+            memory = delta_rule_write(memory, key[:, t], value[:, t], beta[:, t])
+            reads.append(fast_weight_read(memory, query[:, t]))  # (B, heads, E)
+        reads = torch.stack(reads, dim=1).flatten(2)  # (B, T, heads E)
+        return x + self.read_out(reads), RecurrentMemoryState(memory)
