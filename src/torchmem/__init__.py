@@ -7,7 +7,7 @@
 (torch.Size([2, 5, 8]), torch.Size([2, 64, 16]))
 """
 
-from .layers import GatedMemory, MemoryLayer, RecurrentMemoryLayer
+from .layers import GatedMemory, MemoryLayer, RecurrentMemoryLayer, TransformerMemoryLayer
 from .models.associative import (
     AttentionMemory,
     AttentionMemoryConfig,
@@ -87,6 +87,7 @@ __all__ = [
     "RecurrentMemoryLayer",
     "SegmentTransformer",
     "SegmentTransformerConfig",
+    "TransformerMemoryLayer",
     "TransformerXL",
     "TransformerXLConfig",
     "detach_state",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchmem import GatedMemory, MemoryLayer, RecurrentMemoryLayer
+from torchmem import GatedMemory, MemoryLayer, RecurrentMemoryLayer, TransformerMemoryLayer
 from torchmem.core.product_keys import all_product_scores, product_key_read, product_key_topk
 
 
@@ -106,3 +106,33 @@ def test_recurrent_memory_layer_whole_equals_chunks_equals_steps_and_starts_as_i
         layer(torch.zeros(2, 3, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="heads must be a positive integer"):
         RecurrentMemoryLayer(4, heads=0)
+
+
+def test_transformer_memory_layer_carries_memory_tokens_across_segments():
+    torch.manual_seed(0)
+    layer = TransformerMemoryLayer(8, memory_tokens=3, segment_length=4, heads=2).double().eval()
+    x = torch.randn(2, 12, 8, dtype=torch.float64)
+    y, state = layer(x)
+    assert y.shape == (2, 12, 8) and state.memory.shape == (2, 3, 8)
+    # calls split at segment boundaries give the same outputs and memory
+    y1, s1 = layer(x[:, :8])
+    y2, s2 = layer(x[:, 8:], s1)
+    assert torch.allclose(torch.cat([y1, y2], 1), y) and torch.allclose(s2.memory, state.memory)
+    # causal within a segment: changing step 6 leaves steps 0-5 as they were
+    # (a random change: a constant shift of one token would vanish in the layer norm)
+    changed = x.clone()
+    changed[:, 6] += torch.randn(2, 8, dtype=torch.float64)
+    y_changed, _ = layer(changed)
+    assert torch.allclose(y_changed[:, :6], y[:, :6]) and not torch.allclose(
+        y_changed[:, 6], y[:, 6]
+    )
+    # the memory carries the first segment into the later ones
+    early = x.clone()
+    early[:, 0] += torch.randn(2, 8, dtype=torch.float64)
+    assert not torch.allclose(layer(early)[0][:, 8:], y[:, 8:])
+    # batch independence, and gradient reaches the learned initial memory
+    assert torch.allclose(layer(x[:1])[0], y[:1])
+    layer(x)[0].sum().backward()
+    assert layer.initial_memory.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="must divide by heads"):
+        TransformerMemoryLayer(6, heads=4)

@@ -184,3 +184,90 @@ class RecurrentMemoryLayer(nn.Module):
             reads.append(fast_weight_read(memory, query[:, t]))  # (B, heads, E)
         reads = torch.stack(reads, dim=1).flatten(2)  # (B, T, heads E)
         return x + self.read_out(reads), RecurrentMemoryState(memory)
+
+
+class TransformerMemoryState(NamedTuple):
+    """State of :class:`TransformerMemoryLayer`: the memory tokens carried to the next
+    segment."""
+
+    memory: Tensor  # (B, M, size)
+
+
+class TransformerMemoryLayer(nn.Module):
+    """``y, state = layer(x, state=None)``: a transformer layer that reads a long sequence
+    segment by segment and carries ``memory_tokens`` tokens across segments (the Recurrent
+    Memory Transformer of Bulatov, Kuratov & Burtsev 2022).
+
+    Each segment of ``segment_length`` steps is processed as ``[read memory; segment;
+    write memory]`` by one pre-norm ``nn.TransformerEncoderLayer``; the outputs at the write
+    positions are the memory of the next segment, the outputs at the segment positions are
+    ``y``. With ``causal``, a segment token sees the read memory and the segment up to
+    itself, and the write tokens see everything. The first segment reads learned initial
+    memory tokens. A call's last, shorter segment is processed as it is, so calls split at
+    segment boundaries give the same outputs as one call.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        memory_tokens: int = 8,
+        segment_length: int = 32,
+        heads: int = 4,
+        ff_size: int | None = None,
+        causal: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("size", size),
+            ("memory_tokens", memory_tokens),
+            ("segment_length", segment_length),
+            ("heads", heads),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"TransformerMemoryLayer {name} must be a positive integer, got {value!r}"
+                )
+        if size % heads:
+            raise ValueError(f"TransformerMemoryLayer size ({size}) must divide by heads ({heads})")
+        self.size, self.memory_tokens, self.segment_length = size, memory_tokens, segment_length
+        self.causal = causal
+        self.block = nn.TransformerEncoderLayer(
+            size, heads, ff_size or 4 * size, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.initial_memory = nn.Parameter(torch.randn(memory_tokens, size) * size**-0.5)
+        self.write_embedding = nn.Parameter(torch.zeros(memory_tokens, size))
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> TransformerMemoryState:
+        memory = self.initial_memory.expand(batch_size, -1, -1)
+        return TransformerMemoryState(memory.to(device=device, dtype=dtype))
+
+    def _mask(self, length: int, device) -> Tensor | None:
+        """``(M + L + M) x (M + L + M)`` bool, True = may not attend."""
+        if not self.causal:
+            return None
+        m = self.memory_tokens
+        total = 2 * m + length
+        blocked = torch.zeros(total, total, dtype=torch.bool, device=device)
+        future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+        blocked[:m, m : m + length] = True  # the read memory comes before the segment
+        blocked[m : m + length, m : m + length] = future  # segment: causal
+        blocked[: m + length, m + length :] = True  # nobody but the writers sees the writers
+        blocked[m + length :, m + length :] = False
+        return blocked
+
+    def forward(
+        self, x: Tensor, state: TransformerMemoryState | None = None
+    ) -> tuple[Tensor, TransformerMemoryState]:
+        check_sequence_input(x, self.size, "TransformerMemoryLayer")
+        if state is None:
+            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+        memory, outputs = state.memory, []
+        write = self.write_embedding.to(x.dtype).expand(x.shape[0], -1, -1)
+        m = self.memory_tokens
+        for segment in x.split(self.segment_length, dim=1):
+            length = segment.shape[1]
+            tokens = torch.cat([memory, segment, memory + write], dim=1)
+            out = self.block(tokens, src_mask=self._mask(length, x.device))
+            outputs.append(out[:, m : m + length])
+            memory = out[:, m + length :]
+        return torch.cat(outputs, dim=1), TransformerMemoryState(memory)
