@@ -1,8 +1,10 @@
-"""Associative-memory models: a controller driving delta-rule fast weights or a Hopfield store.
+"""Associative and attention memory models: a controller driving delta-rule fast weights, a
+Hopfield store or multi-head attention over its past.
 
-Both are wired like the DNC: an LSTM (or feed-forward) controller reads
-``[x_t; r_{t-1}]``, emits an interface vector, the memory is written and then read, and
-the read-out sees ``[h_t; r_t]``. The maths are in :mod:`torchmem.core.associative`.
+All are wired like the DNC (:class:`ControlledMemory`, which the hierarchical memory and
+the MANN share too): an LSTM (or feed-forward) controller reads ``[x_t; r_{t-1}]``, emits
+an interface vector, the memory is written and then read, and the read-out sees
+``[h_t; r_t]``. The maths are in :mod:`torchmem.core.associative`.
 
 * :class:`FastWeights`: the memory is one matrix W (E x D) per sequence, written by the
   delta rule ``W_t = W_{t-1} + beta_t (v_t - W_{t-1} k_t) k_t^T`` and read ``r = W_t q``
@@ -14,6 +16,8 @@ the read-out sees ``[h_t; r_t]``. The maths are in :mod:`torchmem.core.associati
   (Ramsauer et al. 2021) with a learned inverse temperature per head; with
   ``updates`` > 1 the query is first moved ``updates - 1`` times by the Hopfield update
   ``xi <- X softmax(beta X^T xi)`` (pattern completion) before the values are read.
+* :class:`AttentionMemory`: the same ring of the last N steps, per head, read by scaled
+  dot-product attention ``softmax(q K^T / sqrt(D)) V`` with the keys as written.
 
 Legend: B batch, T time, H hidden size, D key width, E value width, R read heads, N slots.
 """
