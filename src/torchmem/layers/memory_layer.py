@@ -33,6 +33,13 @@ from ..core.associative import delta_rule_write, fast_weight_read
 from ..core.product_keys import product_key_read
 
 
+def _check_sizes(owner: str, **sizes: object) -> None:
+    """Raise naming the first size that is not a positive integer."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}")
+
+
 class MemoryLayer(nn.Module):
     """``read = layer(x)``: ``(..., input_size)`` -> ``(..., value_size)``.
 
@@ -56,16 +63,15 @@ class MemoryLayer(nn.Module):
     ) -> None:
         super().__init__()
         value_size = value_size or input_size
-        for name, value in (
-            ("input_size", input_size),
-            ("value_size", value_size),
-            ("subkeys", subkeys),
-            ("heads", heads),
-            ("topk", topk),
-            ("key_size", key_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MemoryLayer {name} must be a positive integer, got {value!r}")
+        _check_sizes(
+            "MemoryLayer",
+            input_size=input_size,
+            value_size=value_size,
+            subkeys=subkeys,
+            heads=heads,
+            topk=topk,
+            key_size=key_size,
+        )
         if key_size % 2:
             raise ValueError(f"MemoryLayer key_size must be even (two halves), got {key_size}")
         if topk > subkeys * subkeys:
@@ -143,16 +149,9 @@ class RecurrentMemoryLayer(nn.Module):
 
     def __init__(self, size: int, heads: int = 4, key_size: int = 32, value_size: int = 32):
         super().__init__()
-        for name, value in (
-            ("size", size),
-            ("heads", heads),
-            ("key_size", key_size),
-            ("value_size", value_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"RecurrentMemoryLayer {name} must be a positive integer, got {value!r}"
-                )
+        _check_sizes(
+            "RecurrentMemoryLayer", size=size, heads=heads, key_size=key_size, value_size=value_size
+        )
         self.size, self.heads, self.key_size, self.value_size = size, heads, key_size, value_size
         self.interface = nn.Linear(size, heads * (2 * key_size + value_size + 1))
         self.read_out = nn.Linear(heads * value_size, size)
@@ -217,16 +216,13 @@ class TransformerMemoryLayer(nn.Module):
         causal: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("size", size),
-            ("memory_tokens", memory_tokens),
-            ("segment_length", segment_length),
-            ("heads", heads),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"TransformerMemoryLayer {name} must be a positive integer, got {value!r}"
-                )
+        _check_sizes(
+            "TransformerMemoryLayer",
+            size=size,
+            memory_tokens=memory_tokens,
+            segment_length=segment_length,
+            heads=heads,
+        )
         if size % heads:
             raise ValueError(f"TransformerMemoryLayer size ({size}) must divide by heads ({heads})")
         self.size, self.memory_tokens, self.segment_length = size, memory_tokens, segment_length
