@@ -14,8 +14,9 @@ from torchmem.core.associative import (
     fast_weight_read,
     hopfield_energy,
     hopfield_retrieve,
+    recent_summary,
+    ring_write,
 )
-from torchmem.models.hierarchical import recent_summary, ring_write
 
 G = torch.Generator().manual_seed(0)
 

@@ -22,6 +22,11 @@ def _norm(x: Tensor, eps: float) -> Tensor:
     return (x * x).sum(dim=-1).add(eps * eps).sqrt()
 
 
+def unit_vector(x: Tensor, eps: float = EPS) -> Tensor:
+    """x / sqrt(|x|^2 + eps^2) over the last dim: a unit vector, defined and smooth at 0."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps * eps)
+
+
 def cosine_similarity(memory: Tensor, keys: Tensor, eps: float = EPS) -> Tensor:
     """K[k, M(i)] = k . M(i) / (|k| |M(i)|).
 

@@ -21,6 +21,10 @@ For a unit key and beta = 1, W_t k = v exactly, and W_t u = W_{t-1} u for every 
 orthogonal to k: one association is overwritten and the others are left alone, which a
 purely additive (Hebbian) write W + v k^T cannot do.
 
+Rings of slots (the Hopfield, attention and hierarchical memories keep the last N writes):
+``ring_write`` puts a pattern over the least recently written slot, ``recent_summary``
+averages the slots written since a given step.
+
 Legend: B batch (any leading dims), N stored patterns, Q queries, D key width, E value width.
 """
 
@@ -29,7 +33,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from .addressing import unit_vector
 
 
 def hopfield_retrieve(
@@ -90,4 +97,58 @@ def fast_weight_read(memory: Tensor, query: Tensor) -> Tensor:
     return (memory @ query[..., None])[..., 0]
 
 
-__all__ = ["delta_rule_write", "fast_weight_read", "hopfield_energy", "hopfield_retrieve"]
+def ring_write(
+    keys: Tensor, values: Tensor, written_at: Tensor, key: Tensor, value: Tensor, now: Tensor,
+    gate: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Write (key, value) over the least recently written slot of a ring where ``gate`` is 1,
+    as a one-hot blend (so autograd and any device follow).
+
+    Args:
+        keys: ``(B, ..., N, D)``; values: ``(B, ..., N, E)``: the ring, with any dims (heads)
+            between batch and slots, all written at the same slot.
+        written_at: ``(B, N)`` step of each slot's last write, 0 for empty (empty slots are
+            taken first, in slot order).
+        key: ``(B, ..., D)``; value: ``(B, ..., E)``; now: ``(B,)`` the step (>= 1).
+        gate: ``(B,)`` 1 to write, 0 to leave the ring as it is.
+
+    Returns:
+        The new ``(keys, values, written_at)``.
+    """
+    n = keys.shape[-2]
+    slot = F.one_hot(written_at.argmin(-1), n).to(keys.dtype) * gate[:, None]  # (B, N)
+    blend = slot.reshape(slot.shape[0], *[1] * (keys.dim() - 3), n, 1)
+    return (
+        keys + blend * (key.unsqueeze(-2) - keys),
+        values + blend * (value.unsqueeze(-2) - values),
+        written_at + slot * (now[:, None] - written_at),
+    )
+
+
+def recent_summary(
+    keys: Tensor, values: Tensor, written_at: Tensor, since: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Mean key (renormalised) and mean value of the slots written after ``since``.
+
+    Args:
+        keys: ``(B, N, D)``; values: ``(B, N, E)``; written_at: ``(B, N)``.
+        since: ``(B,)``: slots with ``written_at > since`` count.
+
+    Returns:
+        ``(key (B, D), value (B, E))``; zeros where no slot counts.
+    """
+    recent = (written_at > since[:, None]).to(keys.dtype)  # (B, N)
+    count = recent.sum(-1, keepdim=True).clamp_min(1)
+    key = (recent[..., None] * keys).sum(-2) / count
+    value = (recent[..., None] * values).sum(-2) / count
+    return unit_vector(key), value
+
+
+__all__ = [
+    "delta_rule_write",
+    "fast_weight_read",
+    "hopfield_energy",
+    "hopfield_retrieve",
+    "recent_summary",
+    "ring_write",
+]

@@ -24,74 +24,23 @@ Legend: B batch, T time, H hidden size, D key width, E value width, R read heads
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._validation import check_positive
 from ..config import build_config
-from ..core.associative import delta_rule_write, fast_weight_read, hopfield_retrieve
-from ._unroll import run_model
-from .controller import make_controller
-
-EPS = 1e-6
-
-
-def _unit(x: Tensor) -> Tensor:
-    """x / sqrt(|x|^2 + eps^2) over the last dim (defined and smooth at 0)."""
-    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + EPS * EPS)
-
-
-class ControlledMemory(nn.Module):
-    """The wiring these models share: a controller fed ``[x_t; r_{t-1}]``, an interface
-    layer on its output, a read-out on ``[h_t; r_t]``. A subclass sets ``config_class`` and
-    ``trace_fields``, calls :meth:`_wire` and writes ``initial_state`` and ``_step``; its
-    state has ``controller`` and ``read_vectors`` fields."""
-
-    config_class: type
-    trace_fields: tuple[str, ...] = ("read_weights",)
-
-    def _wire(self, c: Any, interface_size: int, reads: int) -> None:
-        self.controller = make_controller(
-            c.controller, c.input_size + reads, c.hidden_size, c.fused_controller
-        )
-        self.interface = nn.Linear(c.hidden_size, interface_size)
-        self.output = nn.Linear(c.hidden_size + reads, c.output_size)
-
-    @classmethod
-    def from_config(cls, config: Any) -> ControlledMemory:
-        return cls(**dataclasses.asdict(config))
-
-    def _zeros(self, batch_size: int, device, dtype):
-        """``zeros(*shape)`` -> a (batch_size, *shape) tensor on the model's device and dtype
-        unless given, and the controller's initial state."""
-        p = self.output.weight
-        device, dtype = device or p.device, dtype or p.dtype
-
-        def zeros(*shape: int) -> Tensor:
-            return torch.zeros(batch_size, *shape, device=device, dtype=dtype)
-
-        return zeros, self.controller.initial_state(batch_size, device, dtype)
-
-    def _control(self, x_t: Tensor, state: Any) -> tuple[Tensor, Any, Tensor]:
-        """``(h_t, controller state, interface vector)`` for one step."""
-        hidden, controller = self.controller.step(
-            torch.cat([x_t, state.read_vectors.flatten(1)], dim=-1), state.controller
-        )
-        return hidden, controller, self.interface(hidden)
-
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        y, state, _ = run_model(self, x, state)
-        return y, state
-
-    def trace(self, x: Tensor, state: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Like ``forward`` but also returns ``trace_fields`` over time (time at dim 1)."""
-        y, _, trace = run_model(self, x, state, self.trace_fields)
-        return y, trace
+from ..core.addressing import unit_vector
+from ..core.associative import (
+    delta_rule_write,
+    fast_weight_read,
+    hopfield_retrieve,
+    ring_write,
+)
+from .controlled import ControlledMemory
 
 
 @dataclass
@@ -152,8 +101,8 @@ class FastWeights(ControlledMemory):
             [c.key_size, c.value_size, 1, c.read_heads * c.key_size], dim=-1
         )
         beta = torch.sigmoid(beta[:, 0])
-        memory = delta_rule_write(state.memory, _unit(key), value, beta)
-        queries = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        memory = delta_rule_write(state.memory, unit_vector(key), value, beta)
+        queries = unit_vector(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
         reads = fast_weight_read(memory[:, None], queries)  # (B, R, E)
         return (
             torch.cat([hidden, reads.flatten(1)], dim=-1),
@@ -228,16 +177,15 @@ class HopfieldMemory(ControlledMemory):
             [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
         )
         # Write the pattern over the least recently written slot (an empty one first, in
-        # slot order: a ring), as a one-hot blend so autograd and any device follow; then
-        # read, so the pattern of this step is already retrievable.
-        written = state.written_at
-        slot = F.one_hot(written.argmin(-1), c.memory_slots).to(key.dtype)  # (B, N)
-        keys = state.keys + slot[..., None] * (_unit(key)[:, None] - state.keys)
-        values = state.values + slot[..., None] * (value[:, None] - state.values)
-        written = written + slot * (written.amax(-1, keepdim=True) + 1 - written)
+        # slot order: a ring), then read, so the pattern of this step is already retrievable.
+        now = state.written_at.amax(-1) + 1
+        keys, values, written = ring_write(
+            state.keys, state.values, state.written_at, unit_vector(key), value, now,
+            torch.ones_like(now),
+        )  # fmt: skip
         filled = written > 0
         beta = 1 + F.softplus(beta)  # (B, R), >= 1 as DNC key strengths
-        xi = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        xi = unit_vector(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
         for _ in range(c.updates - 1):
             xi, _ = hopfield_retrieve(xi, keys, beta, mask=filled)
         reads, weights = hopfield_retrieve(xi, keys, beta, values, mask=filled)
@@ -315,12 +263,10 @@ class AttentionMemory(ControlledMemory):
             [c.key_size, c.value_size, c.key_size], dim=-1
         )  # (B, heads, D), (B, heads, E), (B, heads, D)
         # The least recently written slot takes this step's keys and values (all heads).
-        slot = F.one_hot(state.written_at.argmin(-1), c.memory_slots).to(key.dtype)  # (B, N)
-        blend = slot[:, None, :, None]
-        keys = state.keys + blend * (key[:, :, None] - state.keys)
-        values = state.values + blend * (value[:, :, None] - state.values)
-        now = state.written_at.amax(-1, keepdim=True) + 1
-        written = state.written_at + slot * (now - state.written_at)
+        now = state.written_at.amax(-1) + 1
+        keys, values, written = ring_write(
+            state.keys, state.values, state.written_at, key, value, now, torch.ones_like(now)
+        )
         reads, weights = hopfield_retrieve(
             query[:, :, None], keys, c.key_size**-0.5, values, mask=(written > 0)[:, None]
         )  # (B, heads, 1, E), (B, heads, 1, N)

@@ -28,50 +28,9 @@ from torch import Tensor
 
 from .._validation import check_positive
 from ..config import build_config
-from ..core.associative import hopfield_retrieve
-from .associative import ControlledMemory, _unit
-
-
-def ring_write(
-    keys: Tensor, values: Tensor, written_at: Tensor, key: Tensor, value: Tensor, now: Tensor,
-    gate: Tensor,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Write (key, value) over the least recently written slot where ``gate`` is 1.
-
-    Args:
-        keys: ``(B, N, D)``; values: ``(B, N, E)``; written_at: ``(B, N)`` step of each
-            slot's last write, 0 for empty (empty slots are taken first, in slot order).
-        key: ``(B, D)``; value: ``(B, E)``; now: ``(B,)`` the step (>= 1).
-        gate: ``(B,)`` 1 to write, 0 to leave the ring as it is.
-
-    Returns:
-        The new ``(keys, values, written_at)``.
-    """
-    slot = F.one_hot(written_at.argmin(-1), keys.shape[-2]).to(keys.dtype) * gate[:, None]
-    return (
-        keys + slot[..., None] * (key[:, None] - keys),
-        values + slot[..., None] * (value[:, None] - values),
-        written_at + slot * (now[:, None] - written_at),
-    )
-
-
-def recent_summary(
-    keys: Tensor, values: Tensor, written_at: Tensor, since: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Mean key (renormalised) and mean value of the slots written after ``since``.
-
-    Args:
-        keys: ``(B, N, D)``; values: ``(B, N, E)``; written_at: ``(B, N)``.
-        since: ``(B,)``: slots with ``written_at > since`` count.
-
-    Returns:
-        ``(key (B, D), value (B, E))``; zeros where no slot counts.
-    """
-    recent = (written_at > since[:, None]).to(keys.dtype)  # (B, N)
-    count = recent.sum(-1, keepdim=True).clamp_min(1)
-    key = (recent[..., None] * keys).sum(-2) / count
-    value = (recent[..., None] * values).sum(-2) / count
-    return _unit(key), value
+from ..core.addressing import unit_vector
+from ..core.associative import hopfield_retrieve, recent_summary, ring_write
+from .controlled import ControlledMemory
 
 
 @dataclass
@@ -146,7 +105,7 @@ class HierarchicalMemory(ControlledMemory):
             [c.key_size, c.value_size, c.read_heads * c.key_size, c.read_heads], dim=-1
         )
         now = state.step + 1
-        key = _unit(key)
+        key = unit_vector(key)
         keys, values, written = [], [], []
         for level in range(c.levels):
             span = c.stride**level
@@ -159,7 +118,7 @@ class HierarchicalMemory(ControlledMemory):
             )  # fmt: skip
             keys.append(k), values.append(v), written.append(w)
         keys, values, written = (torch.stack(t, dim=1) for t in (keys, values, written))
-        xi = _unit(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
+        xi = unit_vector(queries.unflatten(-1, (c.read_heads, c.key_size)))  # (B, R, D)
         reads, weights = hopfield_retrieve(
             xi, keys.flatten(1, 2), 1 + F.softplus(beta), values.flatten(1, 2),
             mask=written.flatten(1) > 0,

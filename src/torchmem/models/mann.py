@@ -29,7 +29,7 @@ from torch import Tensor
 from .._validation import check_positive
 from ..config import build_config
 from ..core.addressing import cosine_similarity, oneplus
-from .associative import ControlledMemory
+from .controlled import ControlledMemory
 
 
 def least_used(usage: Tensor, count: int) -> Tensor:
