@@ -17,6 +17,14 @@ import torch
 from torch import Tensor
 
 
+def _half_scores(query: Tensor, subkeys: Tensor) -> tuple[Tensor, Tensor]:
+    """``q1 . c1_i`` and ``q2 . c2_j``: each ``(..., H, n)``."""
+    half = query.shape[-1] // 2
+    first = torch.einsum("...hd,hnd->...hn", query[..., :half], subkeys[:, 0])
+    second = torch.einsum("...hd,hnd->...hn", query[..., half:], subkeys[:, 1])
+    return first, second
+
+
 def product_key_topk(query: Tensor, subkeys: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k best product keys of each query, exactly.
 
@@ -29,10 +37,8 @@ def product_key_topk(query: Tensor, subkeys: Tensor, k: int) -> tuple[Tensor, Te
         ``(scores (..., H, k), indices (..., H, k))``, best first; index ``i * n + j``
         names the pair (c1_i, c2_j).
     """
-    half = query.shape[-1] // 2
     n = subkeys.shape[-2]
-    first = torch.einsum("...hd,hnd->...hn", query[..., :half], subkeys[:, 0])
-    second = torch.einsum("...hd,hnd->...hn", query[..., half:], subkeys[:, 1])
+    first, second = _half_scores(query, subkeys)
     k1 = min(k, n)
     s1, i1 = first.topk(k1, dim=-1)  # (..., H, k1)
     s2, i2 = second.topk(k1, dim=-1)
@@ -63,9 +69,7 @@ def product_key_read(
 
 def all_product_scores(query: Tensor, subkeys: Tensor) -> Tensor:
     """Every one of the n^2 scores, ``(..., H, N)`` (the brute force the lookup avoids)."""
-    half = query.shape[-1] // 2
-    first = torch.einsum("...hd,hnd->...hn", query[..., :half], subkeys[:, 0])
-    second = torch.einsum("...hd,hnd->...hn", query[..., half:], subkeys[:, 1])
+    first, second = _half_scores(query, subkeys)
     return (first[..., :, None] + second[..., None, :]).flatten(-2)
 
 

@@ -64,8 +64,16 @@ def retrieval_scores(
         ``-inf``) and the cosine similarity itself.
     """
     similarity = keys @ query
+    return strength_weighted(similarity, strength, threshold, exponent), similarity
+
+
+def strength_weighted(
+    similarity: Tensor, strength: Tensor, threshold: float, exponent: float = 1.0
+) -> Tensor:
+    """``similarity * strength ** exponent``, ``-inf`` where ``strength < threshold``: the
+    score of :func:`retrieval_scores` from similarities computed elsewhere (``(n,)`` each)."""
     score = similarity * strength.clamp_min(0.0).pow(exponent)
-    return score.masked_fill(strength < threshold, float("-inf")), similarity
+    return score.masked_fill(strength < threshold, float("-inf"))
 
 
 def quantize_keys(keys: Tensor, dtype: torch.dtype = torch.bfloat16) -> tuple[Tensor, Tensor]:
@@ -178,4 +186,5 @@ __all__ = [
     "reinforce_gate",
     "retrieval_scores",
     "scan_similarity",
+    "strength_weighted",
 ]

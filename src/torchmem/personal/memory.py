@@ -45,11 +45,20 @@ from .functional import (
     gate_probability,
     reinforce_gate,
     scan_similarity,
+    strength_weighted,
 )
 from .gate import WriteGate, gate_features
 from .signals import SIGNAL_NAMES, message_signals
 from .store import StoreError, UserStore, check_user_id
-from .table import ACTIVE, STATUS_NAMES, SUPERSEDED, MemoryTable, decode_tensor, encode_tensor
+from .table import (
+    ACTIVE,
+    FLOAT_COLUMNS,
+    STATUS_NAMES,
+    SUPERSEDED,
+    MemoryTable,
+    decode_tensor,
+    encode_tensor,
+)
 
 DAY = 86400.0
 EXPORT_FORMAT = "torchmem-personal-memory-export"
@@ -623,16 +632,15 @@ class PersonalMemory:
         if t.n == 0:
             return []
         strength = self.strengths(now)
-        # score = cos * S ** alpha (functional.retrieval_scores), from the scan's bounds
-        # on cos: only rows that may be in the top 3k are rescored exactly.
-        weight = strength.pow(self.config.strength_exponent)
+        threshold, alpha = self.config.retrieve_threshold, self.config.strength_exponent
+        # score = cos * S ** alpha, from the scan's bounds on cos (the weight is at most
+        # max S ** alpha): only rows that may be in the top 3k are rescored exactly.
         approx, margin = self._scan(q)
-        estimate = (approx * weight).masked_fill_(
-            strength < self.config.retrieve_threshold, float("-inf")
-        )
-        candidates = bounded_top(estimate, margin * weight.max(), 3 * k)
+        estimate = strength_weighted(approx, strength, threshold, alpha)
+        margin = margin * strength.clamp_min(0.0).max().pow(alpha)
+        candidates = bounded_top(estimate, margin, 3 * k)
         exact = t.keys[candidates] @ q
-        score = exact * weight[candidates]
+        score = strength_weighted(exact, strength[candidates], threshold, alpha)
         top = torch.topk(score, min(3 * k, len(candidates))).indices.tolist()
         similarity = {int(candidates[i]): float(exact[i]) for i in top}
         value = {int(candidates[i]): float(score[i]) for i in top}
@@ -962,7 +970,7 @@ class PersonalMemory:
             try:
                 record = json.loads(line)
                 record["text"] = _check_text(record["text"], self.config.max_chars)
-                for name in ("strength", "updated_at", "created_at", "stability", "importance"):
+                for name in FLOAT_COLUMNS:
                     record[name] = float(record[name])
                 record["count"], record["id"] = int(record["count"]), int(record["id"])
                 if record["status"] not in ("active", "superseded"):
@@ -988,7 +996,7 @@ class PersonalMemory:
         )
         columns = {
             name: torch.tensor([r[name] for r in records], dtype=torch.float64)
-            for name in ("strength", "updated_at", "created_at", "stability", "importance")
+            for name in FLOAT_COLUMNS
         }
         count = torch.tensor([r["count"] for r in records], dtype=torch.int64)
         with self.store.locked():

@@ -44,7 +44,8 @@ STATUS_NAMES = {ACTIVE: "active", SUPERSEDED: "superseded", DELETED: "deleted"}
 
 _QUANTIZE_BLOCK = 1 << 15
 
-_FLOAT_COLUMNS = {
+#: The float row columns (name -> dtype), in the order records and exports list them.
+FLOAT_COLUMNS = {
     "strength": torch.float32,
     "updated_at": torch.float64,
     "created_at": torch.float64,
@@ -95,7 +96,7 @@ class MemoryTable:
         self.scan_keys = self.keys if scan_dtype == torch.float32 else self.keys.to(scan_dtype)
         self.scan_norm = 0.0
         self.signals = torch.zeros(0, signal_dim)
-        self.columns = {name: torch.zeros(0, dtype=dtype) for name, dtype in _FLOAT_COLUMNS.items()}
+        self.columns = {name: torch.zeros(0, dtype=dtype) for name, dtype in FLOAT_COLUMNS.items()}
         self.count = torch.zeros(0, dtype=torch.int64)
         self.status = torch.zeros(0, dtype=torch.int8)
         self.ids = torch.zeros(0, dtype=torch.int64)
@@ -172,7 +173,7 @@ class MemoryTable:
             "id": memory_id,
             "text": self.texts[r],
             "status": STATUS_NAMES[int(self.status[r])],
-            **{name: float(self.columns[name][r]) for name in _FLOAT_COLUMNS},
+            **{name: float(self.columns[name][r]) for name in FLOAT_COLUMNS},
             "count": int(self.count[r]),
             "supersedes": list(self.links.get(memory_id, {}).get("supersedes", [])),
             "superseded_by": list(self.links.get(memory_id, {}).get("superseded_by", [])),
@@ -341,7 +342,7 @@ class MemoryTable:
         rows = slice(self.n, self.n + m)
         self._set_keys(rows, keys)
         self.signals[rows] = signals
-        for name in _FLOAT_COLUMNS:
+        for name in FLOAT_COLUMNS:
             self.columns[name][rows] = columns[name]
         self.count[rows], self.status[rows] = count, ACTIVE
         self.ids[rows] = torch.tensor(ids, dtype=torch.int64)
@@ -377,7 +378,7 @@ class MemoryTable:
             if self.stm
             else torch.zeros(0, self.dim),
         }
-        for name in _FLOAT_COLUMNS:
+        for name in FLOAT_COLUMNS:
             tensors[name] = self.columns[name][keep].contiguous()
         meta = {
             "texts": [self.texts[int(r)] for r in keep],
@@ -407,7 +408,7 @@ class MemoryTable:
         self.n = n
         self._set_keys(slice(0, n), tensors["keys"])
         self.signals[:n] = tensors["signals"]
-        for name in _FLOAT_COLUMNS:
+        for name in FLOAT_COLUMNS:
             self.columns[name][:n] = tensors[name]
         self.count[:n], self.status[:n], self.ids[:n] = (
             tensors["count"],
@@ -430,6 +431,7 @@ class MemoryTable:
 __all__ = [
     "ACTIVE",
     "DELETED",
+    "FLOAT_COLUMNS",
     "STATUS_NAMES",
     "SUPERSEDED",
     "MemoryTable",

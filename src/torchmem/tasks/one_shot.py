@@ -53,9 +53,14 @@ def _digits() -> tuple[Tensor, Tensor]:
 
 def digit_classes(split: str) -> list[Tensor]:
     """The 20 classes of one split: ``[(n_c, 64) images]``, class ``2 d + r`` holding
-    digit d turned by r x 90 degrees."""
+    digit d turned by r x 90 degrees (built once per split, shared by every batch)."""
     if split not in SPLITS:
         raise ValueError(f"images must be one of {', '.join(SPLITS)}, got {split!r}")
+    return list(_classes(split))
+
+
+@lru_cache(maxsize=len(SPLITS))
+def _classes(split: str) -> tuple[Tensor, ...]:
     images, labels = _digits()
     cut = int(0.7 * len(images))
     part = slice(0, cut) if split == "train" else slice(cut, None)
@@ -65,7 +70,7 @@ def digit_classes(split: str) -> list[Tensor]:
         upright = images[labels == digit]
         for turns in range(2):
             classes.append(torch.rot90(upright, turns, dims=(1, 2)).flatten(1).contiguous())
-    return classes
+    return tuple(classes)
 
 
 @dataclass(frozen=True)
