@@ -282,6 +282,12 @@ def test_add_many_is_one_snapshot_all_or_nothing(tmp_path, monkeypatch):
     assert mem.add("My cat is called Tom", at=T0).id == 4
     with pytest.raises(ValueError, match="text is empty"):
         mem.add_many(["fine", ""])
+    keys = mem.encoder.encode(["fine", "also fine"])
+    with pytest.raises(ValueError, match="text is empty"):
+        mem.add_many_encoded(["fine", ""], keys)
+    with pytest.raises(TypeError):
+        mem.add_many_encoded(["fine", 7], keys)
+    assert len(mem.list(at=T0)) == 4  # nothing written by the refused calls
     # A failure while writing the snapshot leaves the store as it was.
     import torchmem.personal.store as store_module
 

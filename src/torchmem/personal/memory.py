@@ -1046,6 +1046,7 @@ class PersonalMemory:
         self, texts: list[str], keys: Tensor, at: float | None = None
     ) -> list[int]:
         """:meth:`add_many` with the texts' unit vectors already computed: ``keys`` (m, d)."""
+        texts = [_check_text(text, self.config.max_chars) for text in texts]
         now = _check_time(at)
         if keys.shape != (len(texts), self.encoder.dim):
             raise ValueError(
