@@ -176,23 +176,19 @@ def test_hierarchical_levels_are_written_at_their_time_scales_with_summaries():
         4, 3, hidden_size=8, levels=3, memory_slots=4, stride=2, key_size=5, value_size=3
     ).double()
     x = torch.randn(2, 8, 4, dtype=torch.float64)
-    states = []
-    state = None
-    for t in range(8):
-        _, state = model(x[:, t : t + 1], state)
-        states.append(state)
-    final = states[-1]
+    final = None
+    for t in range(8):  # step by step, as the schedule is per step
+        _, final = model(x[:, t : t + 1], final)
     # level 0 every step (ring of 4: steps 5-8), level 1 every 2 (steps 2-8), level 2 every 4
     assert sorted(final.written_at[0, 0].tolist()) == [5.0, 6.0, 7.0, 8.0]
     assert sorted(final.written_at[0, 1].tolist()) == [2.0, 4.0, 6.0, 8.0]
     assert sorted(final.written_at[0, 2].tolist()) == [0.0, 0.0, 4.0, 8.0]
     # level 1's step-8 entry is the summary of level 0's steps 7 and 8
-    s = final
-    slot1 = int((s.written_at[0, 1] == 8).nonzero())
-    recent0 = s.written_at[0, 0] > 6
-    assert torch.allclose(s.values[0, 1, slot1], s.values[0, 0][recent0].mean(0))
-    mean_key = s.keys[0, 0][recent0].mean(0)
-    assert torch.allclose(s.keys[0, 1, slot1], mean_key / mean_key.norm(), atol=1e-6)
+    slot1 = int((final.written_at[0, 1] == 8).nonzero())
+    recent0 = final.written_at[0, 0] > 6
+    assert torch.allclose(final.values[0, 1, slot1], final.values[0, 0][recent0].mean(0))
+    mean_key = final.keys[0, 0][recent0].mean(0)
+    assert torch.allclose(final.keys[0, 1, slot1], mean_key / mean_key.norm(), atol=1e-6)
     # reads put no weight on empty slots
     assert (final.read_weights[:, :, 2][:, :, final.written_at[0, 2] == 0] == 0).all()
     assert torch.allclose(final.read_weights.sum((-1, -2)), torch.ones(2, 1, dtype=torch.float64))
