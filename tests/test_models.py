@@ -9,6 +9,7 @@ from torchmem import (
     LSTM,
     MANN,
     NTM,
+    SAM,
     AttentionMemory,
     FastWeights,
     HierarchicalMemory,
@@ -38,6 +39,7 @@ SMALL = {
         hidden_size=12, memory_slots=4, key_size=5, value_size=4, read_heads=2, updates=2
     ),
     "mann": dict(hidden_size=12, memory_slots=6, memory_width=5, read_heads=2),
+    "sam": dict(hidden_size=12, memory_slots=40, memory_width=5, read_heads=2, sparse_reads=3),
     "memory-rnn": dict(hidden_size=12, subkeys=4, heads=2, topk=3, key_size=6),
     "attention": dict(hidden_size=12, memory_slots=3, num_heads=2, key_size=5, value_size=4),
     "hierarchical": dict(
@@ -45,7 +47,7 @@ SMALL = {
     ),
 }
 # Issue 6's models, added to the parametrised checks below.
-NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn", "mann"]
+NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn", "mann", "sam"]
 CLASSES = {
     "ntm": NTM,
     "ntm-ff": NTM,
@@ -58,6 +60,7 @@ CLASSES = {
     "attention": AttentionMemory,
     "memory-rnn": MemoryEnhancedRNN,
     "mann": MANN,
+    "sam": SAM,
 }
 
 
@@ -146,7 +149,11 @@ def test_state_is_not_kept_on_the_module(key):
 def test_initial_state_and_detach(key):
     model = build(key, torch.float32)
     state = model.initial_state(2, dtype=torch.float64)
-    assert all(t.dtype == torch.float64 and t.shape[0] == 2 for t in state_tensors(state).values())
+    tensors = state_tensors(state).values()
+    assert all(t.shape[0] == 2 for t in tensors)
+    # dtype sets the floating tensors; indices (a sparse memory's) stay integers
+    assert all(t.dtype == torch.float64 for t in tensors if t.is_floating_point())
+    assert all(t.dtype == torch.long for t in tensors if not t.is_floating_point())
     _, state = model(inputs(b=2, dtype=torch.float32))
     detached = detach_state(state)
     assert type(detached) is type(state)

@@ -35,6 +35,7 @@ from .models.memoria_transformer import (
 )
 from .models.memory_rnn import MemoryEnhancedRNN, MemoryEnhancedRNNConfig
 from .models.ntm import NTM, NTMConfig, NTMState
+from .models.sam import SAM, SAMConfig, SAMState
 from .models.segment_transformer import (
     SegmentTransformer,
     SegmentTransformerConfig,
@@ -70,6 +71,9 @@ __all__ = [
     "MANN",
     "MANNConfig",
     "MANNState",
+    "SAM",
+    "SAMConfig",
+    "SAMState",
     "MemNet",
     "MemNetConfig",
     "MemNetState",

@@ -24,6 +24,7 @@ from .models.memnet import MemNet, MemNetConfig
 from .models.memoria_transformer import MemoriaTransformer, MemoriaTransformerConfig
 from .models.memory_rnn import MemoryEnhancedRNN, MemoryEnhancedRNNConfig
 from .models.ntm import NTM, NTMConfig
+from .models.sam import SAM, SAMConfig
 from .models.segment_transformer import (
     SegmentTransformer,
     SegmentTransformerConfig,
@@ -42,6 +43,9 @@ MODELS: dict[str, ModelSpec] = {
     "ntm": ModelSpec(NTM, NTMConfig, "Neural Turing Machine (Graves et al. 2014)"),
     "dnc": ModelSpec(DNC, DNCConfig, "Differentiable Neural Computer (Graves et al. 2016)"),
     "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
+    "sam": ModelSpec(
+        SAM, SAMConfig, "Sparse Access Memory: top-K reads, LRU writes (Rae et al. 2016)"
+    ),
     "fast-weights": ModelSpec(
         FastWeights,
         FastWeightsConfig,
