@@ -15,6 +15,7 @@ from torchmem import (
     HierarchicalMemory,
     HopfieldMemory,
     MemoryEnhancedRNN,
+    SparseDNC,
     detach_state,
 )
 from torchmem.registry import MODELS, make_model, model_options
@@ -40,6 +41,9 @@ SMALL = {
     ),
     "mann": dict(hidden_size=12, memory_slots=6, memory_width=5, read_heads=2),
     "sam": dict(hidden_size=12, memory_slots=40, memory_width=5, read_heads=2, sparse_reads=3),
+    "sparse-dnc": dict(
+        hidden_size=12, memory_slots=40, memory_width=5, sparse_reads=3, link_entries=3
+    ),
     "memory-rnn": dict(hidden_size=12, subkeys=4, heads=2, topk=3, key_size=6),
     "attention": dict(hidden_size=12, memory_slots=3, num_heads=2, key_size=5, value_size=4),
     "hierarchical": dict(
@@ -48,6 +52,7 @@ SMALL = {
 }
 # Issue 6's models, added to the parametrised checks below.
 NEWER = ["fast-weights", "hopfield", "hierarchical", "attention", "memory-rnn", "mann", "sam"]
+NEWER += ["sparse-dnc"]
 CLASSES = {
     "ntm": NTM,
     "ntm-ff": NTM,
@@ -61,6 +66,7 @@ CLASSES = {
     "memory-rnn": MemoryEnhancedRNN,
     "mann": MANN,
     "sam": SAM,
+    "sparse-dnc": SparseDNC,
 }
 
 

@@ -42,6 +42,7 @@ from .models.segment_transformer import (
     TransformerXL,
     TransformerXLConfig,
 )
+from .models.sparse_dnc import SparseDNC, SparseDNCConfig, SparseDNCState
 from .personal import PersonalMemory, PersonalMemoryConfig
 from .registry import MODELS, make_model, model_options
 from .state import detach_state, map_state, state_to
@@ -74,6 +75,9 @@ __all__ = [
     "SAM",
     "SAMConfig",
     "SAMState",
+    "SparseDNC",
+    "SparseDNCConfig",
+    "SparseDNCState",
     "MemNet",
     "MemNetConfig",
     "MemNetState",

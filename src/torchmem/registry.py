@@ -31,6 +31,7 @@ from .models.segment_transformer import (
     TransformerXL,
     TransformerXLConfig,
 )
+from .models.sparse_dnc import SparseDNC, SparseDNCConfig
 
 
 class ModelSpec(NamedTuple):
@@ -45,6 +46,9 @@ MODELS: dict[str, ModelSpec] = {
     "lstm": ModelSpec(LSTM, LSTMConfig, "LSTM baseline, no external memory"),
     "sam": ModelSpec(
         SAM, SAMConfig, "Sparse Access Memory: top-K reads, LRU writes (Rae et al. 2016)"
+    ),
+    "sparse-dnc": ModelSpec(
+        SparseDNC, SparseDNCConfig, "sparse DNC: SAM's memory with sparse temporal links (SDNC)"
     ),
     "fast-weights": ModelSpec(
         FastWeights,

@@ -85,6 +85,25 @@ def _make_step(impl: str, slots: int, batch: int):
             outputs = model(data.inputs, (None, None, None), reset_experience=True)[0]
             return outputs[..., : task.output_size]
 
+    elif impl in ("torchmem-sam", "torchmem-sparse-dnc"):
+        from torchmem import SAM, SparseDNC
+
+        model_class = SAM if impl == "torchmem-sam" else SparseDNC
+        model = model_class(task.input_size, task.output_size, hidden_size=HIDDEN,
+                            memory_slots=slots, memory_width=WIDTH, read_heads=READS)  # fmt: skip
+        forward = lambda: model(data.inputs)[0]  # noqa: E731
+    elif impl == "pytorch-dnc-sam":
+        import dnc
+
+        # Needs FAISS with GPU resources or a compiled FLANN library: see sparse_bench.
+        model = dnc.SAM(task.input_size, HIDDEN, rnn_type="lstm", num_hidden_layers=1,
+                        nr_cells=slots, cell_size=WIDTH, read_heads=READS, sparse_reads=4,
+                        batch_first=True)  # fmt: skip
+
+        def forward():
+            outputs = model(data.inputs, (None, None, None), reset_experience=True)[0]
+            return outputs[..., : task.output_size]
+
     elif impl == "torchmem-ntm":
         from torchmem import NTM
 

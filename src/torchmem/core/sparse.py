@@ -119,3 +119,74 @@ def record_access(
     """
     accessed = dense_weights(index, weight.detach(), last_access.shape[-1]) > delta
     return torch.where(accessed, time.unsqueeze(-1).to(last_access.dtype), last_access)
+
+
+# --------------------------------------------------------------------------
+# The sparse DNC's temporal links (Rae et al. 2016, supplementary "SDNC")
+# --------------------------------------------------------------------------
+#
+# The DNC's link L (N x N) and precedence p (N) are kept sparse: p as its K_L largest
+# entries, L as the K_L largest entries of each row, ``(index, weight)`` of shape
+# (B, S, K_L), L[i, index[i, k]] = weight[i, k]. Unused entries have weight 0.
+
+
+def top_entries(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``(index, value)`` (..., k') of the k' = min(k, n) largest of ``values`` (..., n),
+    ties lowest index first; gradients flow to the kept values."""
+    index = top_k_lowest_first(values.detach(), min(k, values.shape[-1]))
+    return index, values.gather(-1, index)
+
+
+def sparse_precedence(index: Tensor, value: Tensor, write: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """p_t = (1 - sum_i w^W_t(i)) p_{t-1} + w^W_t, then its K_L largest entries.
+
+    index, value (B, K_L) p_{t-1}; write (B, S) the dense w^W_t -> (index, value) (B, K_L).
+    """
+    previous = dense_weights(index, value, write.shape[-1])
+    return top_entries((1 - write.sum(-1, keepdim=True)) * previous + write, k)
+
+
+def sparse_link_update(
+    link_index: Tensor, link_value: Tensor, write: Tensor, prec_index: Tensor, prec_value: Tensor
+) -> tuple[Tensor, Tensor]:
+    """L_t(i, j) = (1 - w(i) - w(j)) L_{t-1}(i, j) + w(i) p_{t-1}(j), L_t(i, i) = 0, then
+    each row keeps its K_L largest entries.
+
+    link_index, link_value (B, S, K_L) L_{t-1}; write w^W_t (B, S) dense; prec_index,
+    prec_value (B, P) p_{t-1} -> (index, value) (B, S, K_L). Before the cut this is exactly
+    the DNC's update (:func:`torchmem.core.linkage.update_link`) on the sparse L and p; it
+    costs O(S K_L (K_L + P)), nothing N x N.
+    """
+    rows = write.shape[-1]
+    keep = link_index.shape[-1]
+    w_row = write.unsqueeze(-1)  # (B, S, 1) w(i)
+    old = (1 - w_row - write.gather(1, link_index.flatten(1)).view_as(link_value)) * link_value
+    new_index = prec_index.unsqueeze(1).expand(-1, rows, -1)  # (B, S, P) j
+    new = w_row * prec_value.unsqueeze(1)  # (B, S, P) w(i) p(j)
+    # an old entry on a column that p also has: add it to the new one and drop it
+    same = link_index.unsqueeze(-1) == new_index.unsqueeze(-2)  # (B, S, K_L, P)
+    new = new + (old.unsqueeze(-1) * same).sum(-2)
+    old = old * ~same.any(-1)
+    index = torch.cat([link_index, new_index], dim=-1)
+    value = torch.cat([old, new], dim=-1)
+    diagonal = index == torch.arange(rows, device=index.device).view(1, rows, 1)
+    value = value * ~diagonal
+    top = top_k_lowest_first(value.detach(), keep)
+    return index.gather(-1, top), value.gather(-1, top)
+
+
+def sparse_directional_weights(
+    link_index: Tensor, link_value: Tensor, read: Tensor
+) -> tuple[Tensor, Tensor]:
+    """f = L w^R_{t-1} and b = L^T w^R_{t-1} from the row-sparse L.
+
+    link_index, link_value (B, S, K_L); read (B, R, S) dense w^R_{t-1} -> (forward,
+    backward), each (B, R, S). O(R S K_L).
+    """
+    batch, rows, keep = link_index.shape
+    heads = read.shape[1]
+    columns = link_index.flatten(1).unsqueeze(1).expand(-1, heads, -1)  # (B, R, S K_L)
+    forward = read.gather(-1, columns).view(batch, heads, rows, keep) * link_value.unsqueeze(1)
+    contributions = read.unsqueeze(-1) * link_value.unsqueeze(1)  # (B, R, S, K_L) w(i) L(i, j)
+    backward = read.new_zeros(batch, heads, rows).scatter_add(-1, columns, contributions.flatten(2))
+    return forward.sum(-1), backward

@@ -79,15 +79,23 @@ class SAMState(NamedTuple):
     read_vectors: Tensor  # (B, R, W)  r_t
 
 
-def materialise(state: SAMState, rows: int, fill: float) -> SAMState:
-    """The same state with ``rows`` materialised rows (untouched words appended)."""
-    batch, have, width = state.memory.shape
+#: What an untouched row holds, per state field indexed by row (dim 1); memory: memory_init.
+UNTOUCHED = {"last_access": -1.0, "link_index": 0, "link_weights": 0.0}
+
+
+def materialise(state: Any, rows: int, fill: float) -> Any:
+    """The same state (SAM's or the sparse DNC's) with ``rows`` materialised rows: untouched
+    words (``fill``, never accessed, no links) appended."""
+    have = state.memory.shape[1]
     if rows <= have:
         return state
-    memory = torch.cat([state.memory, state.memory.new_full((batch, rows - have, width), fill)], 1)
-    never = state.last_access.new_full((batch, rows - have), -1.0)
-    last_access = torch.cat([state.last_access, never], dim=1)
-    return state._replace(memory=memory, last_access=last_access)
+    grown = {}
+    for name, value in (("memory", fill), *UNTOUCHED.items()):
+        if name in state._fields:
+            old = getattr(state, name)
+            pad = old.new_full((old.shape[0], rows - have, *old.shape[2:]), value)
+            grown[name] = torch.cat([old, pad], dim=1)
+    return state._replace(**grown)
 
 
 class SAM(ControlledMemory):
